@@ -1,0 +1,57 @@
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// The `[kafka]` section: where the cluster is and which topics rade uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Consumer group of the ingest workers.
+    pub group_id: String,
+    /// Raw topics are `<raw_topic_prefix><kind>`.
+    pub raw_topic_prefix: String,
+    /// Kinds to ingest; empty means every kind of the catalog.
+    pub kinds: Vec<String>,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Extra librdkafka settings (security.protocol, sasl.*, ssl.*), passed through as they are.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "rade-ingest".into(),
+            raw_topic_prefix: "tpm.raw.".into(),
+            kinds: Vec::new(),
+            dlq_topic: "tpm.dlq".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The raw topic of a kind.
+    pub fn raw_topic(&self, kind: &str) -> String {
+        format!("{}{kind}", self.raw_topic_prefix)
+    }
+
+    /// The kind a raw topic carries, if it follows the prefix.
+    pub fn kind_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(self.raw_topic_prefix.as_str())
+    }
+}
+
+/// Settings shared by every client of rade: bootstrap and the pass-through properties.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c
+}

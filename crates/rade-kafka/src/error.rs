@@ -1,0 +1,25 @@
+/// Errors of the Kafka stage; all of them stop the worker without committing more.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach Kafka at {bootstrap} within {timeout_s} s: {source}")]
+    Unreachable { bootstrap: String, timeout_s: u64, source: rdkafka::error::KafkaError },
+    #[error("Kafka client error while {doing}: {source}")]
+    Kafka { doing: String, source: rdkafka::error::KafkaError },
+    #[error("topic {topic} has no kind in the catalog (expected {prefix}<kind>)")]
+    UnknownTopic { topic: String, prefix: String },
+    #[error("the DLQ did not acknowledge a reject from {topic}/{partition}@{offset}: {source}")]
+    Dlq { topic: String, partition: i32, offset: i64, source: rdkafka::error::KafkaError },
+    #[error("lake write failed: {0}")]
+    Lake(#[from] rade_lake::Error),
+    #[error("the worker thread failed: {0}")]
+    Thread(String),
+}
+
+impl Error {
+    pub(crate) fn kafka(doing: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka { doing: doing.into(), source }
+    }
+}
+
+/// Result of the Kafka stage.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

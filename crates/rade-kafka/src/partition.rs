@@ -1,0 +1,135 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use rade_lake::{RawFile, hour_of};
+use rade_schema::{Decoder, Lineage, Row, RowBatchBuilder};
+
+/// What the lake already holds for a partition, read when it is assigned.
+#[derive(Debug, Default)]
+pub(crate) struct Durable {
+    /// (hour, start, end) of every raw file of this partition still ahead of the replay.
+    files: Vec<(i64, i64, i64)>,
+    max_end: i64,
+}
+
+impl Durable {
+    pub(crate) fn new(files: &[RawFile], from_offset: i64) -> Self {
+        let files: Vec<_> = files.iter().filter(|f| f.end >= from_offset).map(|f| (f.hour, f.start, f.end)).collect();
+        let max_end = files.iter().map(|f| f.2).max().unwrap_or(-1);
+        Durable { files, max_end }
+    }
+
+    /// A valid row is durable when a file of its hour covers its offset: a file holds every
+    /// row of its range and hour except those already in an older file of that hour.
+    fn holds_row(&self, hour: i64, offset: i64) -> bool {
+        offset <= self.max_end && self.files.iter().any(|&(h, s, e)| h == hour && s <= offset && offset <= e)
+    }
+
+    /// A reject is durable when any file covers its offset: rejects of a flush are
+    /// acknowledged by the DLQ before any of its files is written.
+    fn holds_reject(&self, offset: i64) -> bool {
+        offset <= self.max_end && self.files.iter().any(|&(_, s, e)| s <= offset && offset <= e)
+    }
+}
+
+/// The state of one assigned partition between two flushes.
+pub(crate) struct PartitionState {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) decoder: Decoder,
+    /// Offset after the last record handled; committed once the flush holding it is durable.
+    pub(crate) next_offset: Option<i64>,
+    /// Committed offset when the partition was assigned.
+    pub(crate) start_offset: Option<i64>,
+    /// First offset of the open segment, the start of its file names.
+    seg_start: Option<i64>,
+    buffers: BTreeMap<i64, RowBatchBuilder>,
+    durable: Durable,
+    /// Whether anything (rows, rejects, skips) happened since the last seal.
+    dirty: bool,
+}
+
+/// What a record turned out to be.
+pub(crate) enum Handled {
+    Buffered,
+    AlreadyDurable,
+}
+
+impl PartitionState {
+    pub(crate) fn new(topic: Arc<str>, partition: i32, decoder: Decoder, start_offset: Option<i64>, durable: Durable) -> Self {
+        PartitionState {
+            topic,
+            partition,
+            decoder,
+            next_offset: None,
+            start_offset,
+            seg_start: None,
+            buffers: BTreeMap::new(),
+            durable,
+            dirty: false,
+        }
+    }
+
+    fn advance(&mut self, offset: i64) {
+        self.seg_start.get_or_insert(offset);
+        self.next_offset = Some(offset + 1);
+        self.dirty = true;
+    }
+
+    /// Buffers a valid row unless the lake already holds it.
+    pub(crate) fn push_row(&mut self, row: &Row<'_>, offset: i64, ingested_at_ms: i64) -> Handled {
+        self.advance(offset);
+        let hour = hour_of(row.observed_at_ms);
+        if self.durable.holds_row(hour, offset) {
+            return Handled::AlreadyDurable;
+        }
+        let kind = self.decoder.kind();
+        let builder = self.buffers.entry(hour).or_insert_with(|| RowBatchBuilder::new(kind.clone(), 1024));
+        builder.push(row, Lineage { topic: &self.topic, partition: self.partition, offset, ingested_at_ms });
+        Handled::Buffered
+    }
+
+    /// Records a reject; returns false when an earlier run already sent it to the DLQ.
+    pub(crate) fn push_reject(&mut self, offset: i64) -> bool {
+        self.advance(offset);
+        !self.durable.holds_reject(offset)
+    }
+
+    /// Arrow bytes buffered.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffers.values().map(RowBatchBuilder::approx_bytes).sum()
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Closes the open segment: one file per hour named by the segment's offset range, and
+    /// the offset to commit once they and the segment's rejects are durable.
+    pub(crate) fn seal(&mut self) -> Option<(Vec<(RawFile, RecordBatch)>, i64)> {
+        if !self.dirty {
+            return None;
+        }
+        let next = self.next_offset.expect("a dirty partition has handled a record");
+        let start = self.seg_start.take().expect("a dirty partition has a segment");
+        let kind = self.decoder.kind().kind.clone();
+        let files = std::mem::take(&mut self.buffers)
+            .into_iter()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(hour, mut b)| {
+                let file = RawFile {
+                    kind: kind.clone(),
+                    hour,
+                    topic: self.topic.to_string(),
+                    partition: self.partition,
+                    start,
+                    end: next - 1,
+                };
+                (file, b.finish())
+            })
+            .collect();
+        self.dirty = false;
+        Some((files, next))
+    }
+}

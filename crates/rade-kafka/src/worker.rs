@@ -1,0 +1,588 @@
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use rade_lake::{Lake, RawFile, Written};
+use rade_schema::{Catalog, DecodeLimits, Decoder, RejectReason};
+use rade_telemetry::{Metrics, Table};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::client::{KafkaConfig, client_config};
+use crate::dlq::{DlqRecord, dlq_headers};
+use crate::partition::{Durable, Handled, PartitionState};
+use crate::{Error, Result};
+
+/// The `[worker]` section: when to flush and how long to wait.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Flush (write files, then commit) at least this often while records arrive.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Flush when this much Arrow data is buffered.
+    pub flush_size: bytesize::ByteSize,
+    /// Flushes being written at once; more blocks the consumer (back-pressure).
+    pub max_in_flight: usize,
+    /// Time allowed to reach the cluster at startup.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            flush_interval: Duration::from_secs(30),
+            flush_size: bytesize::ByteSize::mib(64),
+            max_in_flight: 2,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// When [`Worker::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopWhen {
+    /// When the stop flag is raised (SIGTERM, Ctrl-C).
+    Signal,
+    /// When every assigned partition is read to its end and flushed (demo, replays, benches).
+    CaughtUp,
+}
+
+/// What a run did, for the final log line and for tests.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub consumed: u64,
+    pub valid: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    pub dlq_produced: u64,
+    pub replay_skipped: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    /// Last committed offset per topic partition.
+    pub committed: BTreeMap<(String, i32), i64>,
+}
+
+impl Summary {
+    /// Every rejected record, all reasons together.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// One ingest worker: a consumer-group member from the raw topics to the lake and the DLQ.
+pub struct Worker {
+    kafka: KafkaConfig,
+    config: WorkerConfig,
+    catalog: Arc<Catalog>,
+    limits: DecodeLimits,
+    lake: Lake,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("group", &self.kafka.group_id).field("lake", &self.lake.url()).finish()
+    }
+}
+
+type IngestConsumer = BaseConsumer<IngestContext>;
+
+impl Worker {
+    /// A worker; nothing connects before [`Worker::run`].
+    pub fn new(
+        kafka: KafkaConfig,
+        config: WorkerConfig,
+        catalog: Arc<Catalog>,
+        limits: DecodeLimits,
+        lake: Lake,
+        metrics: Metrics,
+    ) -> Self {
+        Worker { kafka, config, catalog, limits, lake, metrics }
+    }
+
+    /// The raw topics this worker subscribes to, with their decoders.
+    fn decoders(&self) -> Result<HashMap<String, Decoder>> {
+        let kinds: Vec<_> = if self.kafka.kinds.is_empty() {
+            self.catalog.kinds().to_vec()
+        } else {
+            self.kafka
+                .kinds
+                .iter()
+                .map(|k| {
+                    self.catalog.kind(k).cloned().ok_or_else(|| Error::UnknownTopic {
+                        topic: self.kafka.raw_topic(k),
+                        prefix: self.kafka.raw_topic_prefix.clone(),
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        Ok(kinds
+            .into_iter()
+            .map(|k| (self.kafka.raw_topic(&k.kind), Decoder::new(self.catalog.clone(), k, self.limits)))
+            .collect())
+    }
+
+    /// Runs on the calling thread (use a blocking thread) until `stop_when` or `stop` says so;
+    /// then flushes, commits and leaves the group. `runtime` runs the lake writes.
+    pub fn run(self, runtime: Handle, stop_when: StopWhen, stop: Arc<AtomicBool>) -> Result<Summary> {
+        let decoders = self.decoders()?;
+        let mut producer_config = client_config(&self.kafka);
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("compression.type", "zstd");
+        let dlq: FutureProducer = producer_config.create().map_err(|e| Error::kafka("creating the DLQ producer", e))?;
+
+        let pipeline = Arc::new(Mutex::new(Pipeline {
+            partitions: HashMap::new(),
+            decoders,
+            dlq,
+            dlq_topic: self.kafka.dlq_topic.clone(),
+            pending_dlq: Vec::new(),
+            in_flight: VecDeque::new(),
+            lake: self.lake.clone(),
+            metrics: self.metrics.clone(),
+            runtime: runtime.clone(),
+            config: self.config.clone(),
+            first_pending_at: None,
+            summary: Summary::default(),
+            tally: Tally::default(),
+            fatal: None,
+        }));
+        let mut consumer_config = client_config(&self.kafka);
+        consumer_config
+            .set("group.id", &self.kafka.group_id)
+            .set("client.id", format!("rade-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        let consumer: IngestConsumer = consumer_config
+            .create_with_context(IngestContext { pipeline: pipeline.clone() })
+            .map_err(|e| Error::kafka("creating the consumer", e))?;
+
+        // librdkafka retries an unreachable broker forever; a worker that cannot reach its
+        // cluster at startup should say so and stop instead.
+        consumer.fetch_metadata(None, self.config.connect_timeout).map_err(|source| Error::Unreachable {
+            bootstrap: self.kafka.bootstrap_servers.clone(),
+            timeout_s: self.config.connect_timeout.as_secs(),
+            source,
+        })?;
+        let topics: Vec<String> = lock(&pipeline).decoders.keys().cloned().collect();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs).map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
+        info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.url(), "worker joined");
+
+        let result = poll_loop(&consumer, &pipeline, stop_when, &stop);
+        let drained = lock(&pipeline).drain(&consumer);
+        // Leaving the group revokes the assignment; the revoke callback finds nothing left.
+        consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && consumer.assignment().map(|a| a.count() > 0).unwrap_or(false) {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+        result.and(drained)?;
+        let mut p = lock(&pipeline);
+        if let Some(e) = p.fatal.take() {
+            return Err(e);
+        }
+        let summary = std::mem::take(&mut p.summary);
+        info!(
+            consumed = summary.consumed,
+            valid = summary.valid,
+            rejected = summary.rejected_total(),
+            replay_skipped = summary.replay_skipped,
+            files = summary.files_written,
+            "worker stopped"
+        );
+        Ok(summary)
+    }
+}
+
+fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
+    p.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How often size, age and end-of-input are checked while messages flow.
+const CHECK_EVERY: u32 = 1024;
+
+fn poll_loop(consumer: &IngestConsumer, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, stop: &AtomicBool) -> Result<()> {
+    let mut since_check = 0u32;
+    let mut last_caught_up_check = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        let idle = polled.is_none();
+        match polled {
+            None => {}
+            Some(Ok(m)) => lock(pipeline).handle(&m),
+            Some(Err(e)) => warn!(error = %e, "consumer error"),
+        }
+        since_check += 1;
+        if !idle && since_check < CHECK_EVERY {
+            continue;
+        }
+        since_check = 0;
+        let mut p = lock(pipeline);
+        if let Some(e) = p.fatal.take() {
+            return Err(e);
+        }
+        p.maybe_flush(consumer)?;
+        if stop_when == StopWhen::CaughtUp && idle && last_caught_up_check.elapsed() > Duration::from_millis(300) {
+            last_caught_up_check = Instant::now();
+            if p.caught_up(consumer) {
+                info!("every assigned partition is read to its end");
+                return Ok(());
+            }
+        }
+    }
+    info!("stop requested");
+    Ok(())
+}
+
+/// A flush on its way to durability: the offsets to commit once its task succeeds.
+struct InFlight {
+    task: JoinHandle<Result<FlushOutcome>>,
+    offsets: Vec<(Arc<str>, i32, i64)>,
+    sealed_at: Instant,
+}
+
+struct FlushOutcome {
+    dlq_acked: u64,
+    written: Vec<Written>,
+}
+
+/// Everything the poll loop and the rebalance callbacks share.
+struct Pipeline {
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
+    decoders: HashMap<String, Decoder>,
+    dlq: FutureProducer,
+    dlq_topic: String,
+    pending_dlq: Vec<(DeliveryFuture, Arc<str>, i32, i64)>,
+    in_flight: VecDeque<InFlight>,
+    lake: Lake,
+    metrics: Metrics,
+    runtime: Handle,
+    config: WorkerConfig,
+    first_pending_at: Option<Instant>,
+    summary: Summary,
+    tally: Tally,
+    fatal: Option<Error>,
+}
+
+/// Counts gathered in the hot loop and published to the metrics once per check.
+#[derive(Default)]
+struct Tally {
+    kinds: HashMap<String, KindTally>,
+    replay_skipped: u64,
+    decode_time: Duration,
+}
+
+#[derive(Default)]
+struct KindTally {
+    consumed: u64,
+    valid: u64,
+    rejected: BTreeMap<RejectReason, u64>,
+}
+
+impl Tally {
+    fn publish(&mut self, metrics: &Metrics) {
+        for (kind, t) in self.kinds.iter_mut() {
+            if t.consumed > 0 {
+                metrics.records_decoded(kind, t.consumed, t.valid);
+            }
+            for (reason, n) in std::mem::take(&mut t.rejected) {
+                metrics.rejected(kind, reason.as_str(), n);
+            }
+            t.consumed = 0;
+            t.valid = 0;
+        }
+        metrics.replay_skipped(std::mem::take(&mut self.replay_skipped));
+        if !self.decode_time.is_zero() {
+            metrics.decode_time(std::mem::take(&mut self.decode_time).as_secs_f64());
+        }
+    }
+}
+
+impl Pipeline {
+    fn handle(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let Pipeline { partitions, dlq, dlq_topic, pending_dlq, summary, tally, first_pending_at, .. } = self;
+        let Some(state) = partitions.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
+            warn!(topic = m.topic(), partition = m.partition(), "message from a partition that is not assigned");
+            return;
+        };
+        first_pending_at.get_or_insert_with(Instant::now);
+        let started = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let offset = m.offset();
+        summary.consumed += 1;
+        let decoded = state.decoder.decode(m.payload(), now_ms);
+        tally.decode_time += started.elapsed();
+        let kind = &state.decoder.kind().kind;
+        if !tally.kinds.contains_key(kind) {
+            tally.kinds.insert(kind.clone(), KindTally::default());
+        }
+        let t = tally.kinds.get_mut(kind).expect("inserted above");
+        t.consumed += 1;
+        match decoded {
+            Ok(row) => match state.push_row(&row, offset, now_ms) {
+                Handled::Buffered => {
+                    summary.valid += 1;
+                    t.valid += 1;
+                }
+                Handled::AlreadyDurable => {
+                    summary.replay_skipped += 1;
+                    t.valid += 1;
+                    tally.replay_skipped += 1;
+                }
+            },
+            Err(reject) => {
+                *summary.rejected.entry(reject.reason).or_default() += 1;
+                *t.rejected.entry(reject.reason).or_default() += 1;
+                if !state.push_reject(offset) {
+                    return;
+                }
+                let record =
+                    DlqRecord { key: m.key(), value: m.payload(), topic: m.topic(), partition: m.partition(), offset };
+                let headers = dlq_headers(&record, &reject);
+                let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
+                if let Some(k) = record.key {
+                    rec = rec.key(k);
+                }
+                if let Some(v) = record.value {
+                    rec = rec.payload(v);
+                }
+                loop {
+                    match dlq.send_result(rec) {
+                        Ok(delivery) => {
+                            pending_dlq.push((delivery, state.topic.clone(), state.partition, offset));
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            // The producer's own thread drains the queue; wait for room.
+                            rec = back;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err((e, _)) => {
+                            self.fatal = Some(Error::Dlq {
+                                topic: state.topic.to_string(),
+                                partition: state.partition,
+                                offset,
+                                source: e,
+                            });
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.partitions.values().flat_map(|t| t.values()).map(PartitionState::buffered_bytes).sum()
+    }
+
+    /// Seals when the buffer is full or old enough, and commits what has become durable.
+    fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        self.tally.publish(&self.metrics);
+        let old = self.first_pending_at.is_some_and(|t| t.elapsed() >= self.config.flush_interval);
+        if old || self.buffered_bytes() >= self.config.flush_size.as_u64() as usize {
+            self.seal();
+        }
+        self.complete(consumer, false)?;
+        while self.in_flight.len() > self.config.max_in_flight {
+            self.complete_one(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open segment into one flush task: DLQ acknowledgements first, then files.
+    fn seal(&mut self) {
+        self.first_pending_at = None;
+        let mut files: Vec<(RawFile, arrow::record_batch::RecordBatch)> = Vec::new();
+        let mut offsets = Vec::new();
+        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+            if let Some((f, next)) = state.seal() {
+                files.extend(f);
+                offsets.push((state.topic.clone(), state.partition, next));
+            }
+        }
+        if offsets.is_empty() {
+            return;
+        }
+        let dlq = std::mem::take(&mut self.pending_dlq);
+        let lake = self.lake.clone();
+        let task = self.runtime.spawn(async move {
+            // Rejects are acknowledged before any file exists, so a file's offset range
+            // proves to a later replay that the rejects of that range are in the DLQ.
+            let mut dlq_acked = 0;
+            for (delivery, topic, partition, offset) in dlq {
+                let fail = |source| Error::Dlq { topic: topic.to_string(), partition, offset, source };
+                match delivery.await {
+                    Ok(Ok(_)) => dlq_acked += 1,
+                    Ok(Err((e, _))) => return Err(fail(e)),
+                    Err(_) => return Err(fail(KafkaError::Canceled)),
+                }
+            }
+            let written = futures::stream::iter(files)
+                .map(|(file, batch)| {
+                    let lake = lake.clone();
+                    async move { lake.write_raw(&file, vec![batch]).await }
+                })
+                .buffer_unordered(2)
+                .try_collect()
+                .await?;
+            Ok(FlushOutcome { dlq_acked, written })
+        });
+        self.in_flight.push_back(InFlight { task, offsets, sealed_at: Instant::now() });
+    }
+
+    /// Commits the finished flushes at the head of the queue; with `wait`, all of them.
+    fn complete(&mut self, consumer: &IngestConsumer, wait: bool) -> Result<()> {
+        while let Some(head) = self.in_flight.front() {
+            if !wait && !head.task.is_finished() {
+                break;
+            }
+            self.complete_one(consumer)?;
+        }
+        Ok(())
+    }
+
+    fn complete_one(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
+        let outcome = self.runtime.block_on(flight.task).map_err(|e| Error::Thread(e.to_string()))??;
+        self.summary.dlq_produced += outcome.dlq_acked;
+        self.metrics.dlq_produced(outcome.dlq_acked);
+        for w in &outcome.written {
+            if let Written::Created { bytes } = w {
+                self.summary.files_written += 1;
+                self.summary.bytes_written += bytes;
+                self.metrics.lake_file(Table::Raw, *bytes);
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in &flight.offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| Error::kafka("building the commit", e))?;
+        }
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|e| Error::kafka("committing offsets", e))?;
+        self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
+        for (topic, partition, next) in flight.offsets {
+            self.summary.committed.insert((topic.to_string(), partition), next);
+        }
+        Ok(())
+    }
+
+    /// Seals and waits for every flush, committing each.
+    fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        self.tally.publish(&self.metrics);
+        self.seal();
+        self.complete(consumer, true)
+    }
+
+    fn assign(&mut self, consumer: &IngestConsumer, tpl: &TopicPartitionList) -> Result<()> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .map_err(|e| Error::kafka("reading committed offsets", e))?;
+        let mut listed: HashMap<String, Vec<RawFile>> = HashMap::new();
+        for elem in committed.elements() {
+            let topic = elem.topic().to_owned();
+            let Some(decoder) = self.decoders.get(&topic).cloned() else {
+                return Err(Error::UnknownTopic { topic, prefix: String::new() });
+            };
+            if !listed.contains_key(&topic) {
+                let files = self.runtime.block_on(self.lake.raw_files(&decoder.kind().kind, &topic))?;
+                listed.insert(topic.clone(), files);
+            }
+            let start = match elem.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let files: Vec<RawFile> =
+                listed[&topic].iter().filter(|f| f.partition == elem.partition()).cloned().collect();
+            let durable = Durable::new(&files, start.unwrap_or(0));
+            info!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
+            let state = PartitionState::new(topic.as_str().into(), elem.partition(), decoder, start, durable);
+            self.partitions.entry(topic).or_default().insert(elem.partition(), state);
+        }
+        Ok(())
+    }
+
+    fn revoke(&mut self, consumer: &IngestConsumer, tpl: &TopicPartitionList) -> Result<()> {
+        // What was read from a partition must be durable and committed before another
+        // member can read it again.
+        let result = self.drain(consumer);
+        for elem in tpl.elements() {
+            if let Some(t) = self.partitions.get_mut(elem.topic()) {
+                t.remove(&elem.partition());
+            }
+            info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
+        }
+        result
+    }
+
+    /// Whether every assigned partition has been read to its high watermark and is flushed.
+    fn caught_up(&mut self, consumer: &IngestConsumer) -> bool {
+        let states: Vec<_> = self.partitions.values().flat_map(|t| t.values()).collect();
+        if states.is_empty() || !self.in_flight.is_empty() || states.iter().any(|s| s.is_dirty()) {
+            // Not assigned yet, or data still on its way: a flush comes first.
+            if states.iter().any(|s| s.is_dirty()) {
+                self.seal();
+            }
+            return false;
+        }
+        states.iter().all(|s| {
+            let position = s.next_offset.or(s.start_offset).unwrap_or(0);
+            match consumer.fetch_watermarks(&s.topic, s.partition, Duration::from_secs(5)) {
+                Ok((low, high)) => position >= high || low == high,
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+/// Runs the rebalance decisions inside the consumer's poll.
+struct IngestContext {
+    pipeline: Arc<Mutex<Pipeline>>,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &IngestConsumer, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut p = lock(&self.pipeline);
+            if let Err(e) = p.revoke(consumer, tpl) {
+                p.fatal.get_or_insert(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &IngestConsumer, rebalance: &Rebalance<'_>) {
+        let mut p = lock(&self.pipeline);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Err(e) = p.assign(consumer, tpl) {
+                    p.fatal.get_or_insert(e);
+                }
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}

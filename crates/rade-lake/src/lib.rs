@@ -1,0 +1,14 @@
+//! The Parquet lake on object storage, the durable end of the data path.
+//!
+//! [`Lake`] opens a lake URL (`file://`, a plain path, or `s3://`), writes raw files with
+//! create-only semantics under the Hive layout of DESIGN.md, and lists what a partition
+//! already wrote so that a replay after a crash skips rows that are durable ([`RawFile`]
+//! names are deterministic from the Kafka offsets they cover).
+
+pub use error::{Error, Result};
+pub use layout::{RawFile, hour_of};
+pub use store::{Lake, Written};
+
+mod error;
+mod layout;
+mod store;

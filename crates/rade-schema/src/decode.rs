@@ -1,0 +1,490 @@
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, FieldSpec, FieldType, KindSchema};
+use crate::reject::{Reject, RejectReason};
+use crate::wire::WireFormat;
+
+/// One decoded field value; strings borrow from the message where the wire format allows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Double(f64),
+    Float(f32),
+    Int(i32),
+    Long(i64),
+    Bool(bool),
+    Str(Cow<'a, str>),
+    /// Index into the field's enum symbols.
+    Symbol(u32),
+}
+
+impl Value<'_> {
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Double(v) => Some(v),
+            Value::Float(v) => Some(v as f64),
+            Value::Int(v) => Some(v as f64),
+            Value::Long(v) => Some(v as f64),
+            _ => None,
+        }
+    }
+}
+
+/// A validated reading: the values in schema field order and its event time.
+#[derive(Debug)]
+pub struct Row<'a> {
+    pub values: Vec<Value<'a>>,
+    pub observed_at_ms: i64,
+    pub format: WireFormat,
+}
+
+/// What the decoder refuses besides the schema's own ranges.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Larger values are rejected as `too_large` before any decoding.
+    pub max_message_bytes: usize,
+    /// Event times before this instant (ms since the epoch) are `bad_timestamp`.
+    pub min_event_time_ms: i64,
+    /// Event times further than this ahead of the worker's clock are `bad_timestamp`.
+    pub max_future_ms: i64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_message_bytes: 64 * 1024,
+            // 2000-01-01T00:00:00Z: no TPM sensor reports from before the platform existed.
+            min_event_time_ms: 946_684_800_000,
+            max_future_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
+/// Decodes and validates the values of one raw topic, whose messages must be of one kind.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    catalog: Arc<Catalog>,
+    kind: Arc<KindSchema>,
+    limits: DecodeLimits,
+}
+
+impl Decoder {
+    /// A decoder for the messages of `kind`.
+    pub fn new(catalog: Arc<Catalog>, kind: Arc<KindSchema>, limits: DecodeLimits) -> Self {
+        Decoder { catalog, kind, limits }
+    }
+
+    /// The kind this decoder accepts.
+    pub fn kind(&self) -> &Arc<KindSchema> {
+        &self.kind
+    }
+
+    /// Decodes one message value against the kind's schema and validates it at `now_ms`.
+    pub fn decode<'a>(&self, value: Option<&'a [u8]>, now_ms: i64) -> Result<Row<'a>, Reject> {
+        let value = match value {
+            None | Some([]) => return Err(Reject::new(RejectReason::Malformed, "empty value")),
+            Some(v) => v,
+        };
+        if value.len() > self.limits.max_message_bytes {
+            return Err(Reject::new(
+                RejectReason::TooLarge,
+                format!("value of {} bytes is above the limit of {} bytes", value.len(), self.limits.max_message_bytes),
+            ));
+        }
+        let Some(format) = WireFormat::detect(value) else {
+            return Err(Reject::new(
+                RejectReason::Malformed,
+                format!("unrecognised wire format: first byte 0x{:02x} is neither Confluent (0x00), single-object (0xC3 0x01) nor JSON", value[0]),
+            ));
+        };
+        let kind = &*self.kind;
+        let values = match format {
+            WireFormat::Confluent => {
+                let Some(id) = value.get(1..5) else {
+                    return Err(Reject::new(RejectReason::Malformed, "Confluent frame shorter than its 5-byte header"));
+                };
+                let id = u32::from_be_bytes(id.try_into().expect("a 4-byte slice"));
+                self.check_writer(self.catalog.by_id(id), &format!("schema id {id}"))
+                    .map_err(|r| r.with_schema(id))?;
+                decode_avro(kind, &value[5..]).map_err(|r| r.with_schema(id))?
+            }
+            WireFormat::SingleObject => {
+                let Some(fp) = value.get(2..10) else {
+                    return Err(Reject::new(RejectReason::Malformed, "single-object frame shorter than its 10-byte header"));
+                };
+                let fp = u64::from_le_bytes(fp.try_into().expect("an 8-byte slice"));
+                self.check_writer(self.catalog.by_fingerprint(fp), &format!("fingerprint {fp:016x}"))?;
+                decode_avro(kind, &value[10..]).map_err(|r| r.with_schema(kind.id))?
+            }
+            WireFormat::Json => decode_json(kind, value)?,
+        };
+        let observed_at_ms = validate(kind, &values, &self.limits, now_ms)?;
+        Ok(Row { values, observed_at_ms, format })
+    }
+
+    /// The writer schema must be the topic's own kind: the body is decoded with it.
+    fn check_writer(&self, writer: Option<&Arc<KindSchema>>, what: &str) -> Result<(), Reject> {
+        match writer {
+            None => Err(Reject::new(RejectReason::UnknownSchema, format!("{what} is not in the catalog"))),
+            Some(w) if w.id != self.kind.id => Err(Reject::new(
+                RejectReason::SchemaMismatch,
+                format!("{what} is the {} schema but this topic carries {}", w.kind, self.kind.kind),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn malformed(detail: String) -> Reject {
+    Reject::new(RejectReason::Malformed, detail)
+}
+
+/// A cursor over an Avro binary body.
+struct AvroReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> AvroReader<'a> {
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], Reject> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            malformed(format!(
+                "truncated Avro body: field `{field}` needs {n} bytes, {} left",
+                self.buf.len() - self.pos
+            ))
+        })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn long(&mut self, field: &str) -> Result<i64, Reject> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(malformed(format!("truncated Avro body in field `{field}`")));
+            };
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(malformed(format!("varint longer than 10 bytes in field `{field}`")))
+    }
+
+    fn int(&mut self, field: &str) -> Result<i32, Reject> {
+        let v = self.long(field)?;
+        i32::try_from(v).map_err(|_| malformed(format!("field `{field}`: {v} does not fit an Avro int")))
+    }
+
+    fn value(&mut self, f: &FieldSpec) -> Result<Value<'a>, Reject> {
+        let name = f.name.as_str();
+        Ok(match &f.ty {
+            FieldType::Double => Value::Double(f64::from_le_bytes(self.take(8, name)?.try_into().expect("8 bytes"))),
+            FieldType::Float => Value::Float(f32::from_le_bytes(self.take(4, name)?.try_into().expect("4 bytes"))),
+            FieldType::Int => Value::Int(self.int(name)?),
+            FieldType::Long | FieldType::TimestampMillis => Value::Long(self.long(name)?),
+            FieldType::Boolean => match self.take(1, name)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(malformed(format!("field `{name}`: boolean byte 0x{b:02x}"))),
+            },
+            FieldType::String => {
+                let len = self.long(name)?;
+                let len = usize::try_from(len).map_err(|_| malformed(format!("field `{name}`: negative string length {len}")))?;
+                let bytes = self.take(len, name)?;
+                let s = std::str::from_utf8(bytes).map_err(|e| malformed(format!("field `{name}`: invalid UTF-8: {e}")))?;
+                Value::Str(Cow::Borrowed(s))
+            }
+            FieldType::Enum(symbols) => {
+                let i = self.int(name)?;
+                if i < 0 || i as usize >= symbols.len() {
+                    return Err(malformed(format!("field `{name}`: enum index {i} outside its {} symbols", symbols.len())));
+                }
+                Value::Symbol(i as u32)
+            }
+        })
+    }
+}
+
+fn decode_avro<'a>(kind: &KindSchema, body: &'a [u8]) -> Result<Vec<Value<'a>>, Reject> {
+    let mut r = AvroReader { buf: body, pos: 0 };
+    let mut values = Vec::with_capacity(kind.fields.len());
+    for f in &kind.fields {
+        if f.nullable {
+            // ["null", T]: branch 0 is null, branch 1 is the value.
+            match r.long(&f.name)? {
+                0 => {
+                    values.push(Value::Null);
+                    continue;
+                }
+                1 => {}
+                b => return Err(malformed(format!("field `{}`: union branch {b} of a [null, T] union", f.name))),
+            }
+        }
+        values.push(r.value(f)?);
+    }
+    if r.pos != body.len() {
+        return Err(malformed(format!("{} trailing bytes after the {} record", body.len() - r.pos, kind.kind)));
+    }
+    Ok(values)
+}
+
+fn decode_json<'a>(kind: &KindSchema, value: &[u8]) -> Result<Vec<Value<'a>>, Reject> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(value).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
+    let mut values = Vec::with_capacity(kind.fields.len());
+    for f in &kind.fields {
+        let v = match object.get(&f.name) {
+            None | Some(serde_json::Value::Null) if f.nullable => Value::Null,
+            None => return Err(Reject::new(RejectReason::MissingField, format!("field `{}` is missing", f.name))),
+            Some(serde_json::Value::Null) => {
+                return Err(Reject::new(RejectReason::MissingField, format!("field `{}` is null but not optional", f.name)));
+            }
+            Some(v) => json_value(f, v)?,
+        };
+        values.push(v);
+    }
+    Ok(values)
+}
+
+fn json_value<'a>(f: &FieldSpec, v: &serde_json::Value) -> Result<Value<'a>, Reject> {
+    use serde_json::Value as J;
+    let mismatch = |expected: &str| {
+        Reject::new(RejectReason::SchemaMismatch, format!("field `{}`: expected {expected}, found {}", f.name, short(v)))
+    };
+    Ok(match (&f.ty, v) {
+        (FieldType::Double, J::Number(n)) => Value::Double(n.as_f64().ok_or_else(|| mismatch("a number"))?),
+        (FieldType::Float, J::Number(n)) => Value::Float(n.as_f64().ok_or_else(|| mismatch("a number"))? as f32),
+        (FieldType::Int, J::Number(n)) => {
+            Value::Int(n.as_i64().and_then(|i| i32::try_from(i).ok()).ok_or_else(|| mismatch("a 32-bit integer"))?)
+        }
+        (FieldType::Long, J::Number(n)) => Value::Long(n.as_i64().ok_or_else(|| mismatch("an integer"))?),
+        (FieldType::TimestampMillis, J::Number(n)) => {
+            Value::Long(n.as_i64().ok_or_else(|| mismatch("milliseconds since the epoch or an RFC 3339 time"))?)
+        }
+        (FieldType::TimestampMillis, J::String(s)) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Value::Long(t.timestamp_millis()),
+            Err(e) => {
+                return Err(Reject::new(RejectReason::BadTimestamp, format!("field `{}`: `{s}` is not RFC 3339: {e}", f.name)));
+            }
+        },
+        (FieldType::Boolean, J::Bool(b)) => Value::Bool(*b),
+        (FieldType::String, J::String(s)) => Value::Str(Cow::Owned(s.clone())),
+        (FieldType::Enum(symbols), J::String(s)) => match symbols.iter().position(|x| x == s) {
+            Some(i) => Value::Symbol(i as u32),
+            None => {
+                return Err(Reject::new(
+                    RejectReason::SchemaMismatch,
+                    format!("field `{}`: `{s}` is not one of {}", f.name, symbols.join(", ")),
+                ));
+            }
+        },
+        (FieldType::Double | FieldType::Float, _) => return Err(mismatch("a number")),
+        (FieldType::Int | FieldType::Long, _) => return Err(mismatch("an integer")),
+        (FieldType::TimestampMillis, _) => return Err(mismatch("milliseconds since the epoch or an RFC 3339 time")),
+        (FieldType::Boolean, _) => return Err(mismatch("a boolean")),
+        (FieldType::String | FieldType::Enum(_), _) => return Err(mismatch("a string")),
+    })
+}
+
+/// A JSON value cut short for a DLQ detail.
+fn short(v: &serde_json::Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 40 {
+        let cut = (0..=40).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// Checks declared ranges and the event time; returns `observed_at` in ms.
+fn validate(kind: &KindSchema, values: &[Value<'_>], limits: &DecodeLimits, now_ms: i64) -> Result<i64, Reject> {
+    for (f, v) in kind.fields.iter().zip(values) {
+        if let Some(x) = v.as_f64() {
+            if !x.is_finite() {
+                return Err(Reject::new(RejectReason::OutOfRange, format!("field `{}` is {x}", f.name)));
+            }
+            let below = f.min.is_some_and(|min| x < min);
+            let above = f.max.is_some_and(|max| x > max);
+            if below || above {
+                let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+                let range = match (f.min, f.max) {
+                    (Some(lo), Some(hi)) => format!("[{lo}, {hi}]"),
+                    (Some(lo), None) => format!(">= {lo}"),
+                    (None, Some(hi)) => format!("<= {hi}"),
+                    (None, None) => unreachable!("a bound was crossed"),
+                };
+                return Err(Reject::new(
+                    RejectReason::OutOfRange,
+                    format!("field `{}` = {x}{unit} is outside its declared range {range}", f.name),
+                ));
+            }
+        }
+        if f.name == "sensor_id" && matches!(v, Value::Str(s) if s.trim().is_empty()) {
+            return Err(Reject::new(RejectReason::MissingField, "field `sensor_id` is empty"));
+        }
+    }
+    let Value::Long(t) = values[kind.observed_at] else {
+        return Err(Reject::new(RejectReason::MissingField, "field `observed_at` has no value"));
+    };
+    if t < limits.min_event_time_ms || t > now_ms.saturating_add(limits.max_future_ms) {
+        let shown = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| format!("{t} ms"));
+        let why = if t < limits.min_event_time_ms {
+            "before the earliest accepted event time"
+        } else {
+            "further in the future than the allowed clock skew"
+        };
+        return Err(Reject::new(RejectReason::BadTimestamp, format!("observed_at {shown} is {why}")));
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use apache_avro::types::Value as Avro;
+
+    use super::*;
+    use crate::catalog::tests::{LEVEL, level};
+
+    const NOW: i64 = 1_780_000_000_000;
+
+    fn decoder() -> Decoder {
+        let kind = Arc::new(level());
+        let other = KindSchema::parse(
+            "rainfall",
+            102,
+            r#"{"type":"record","name":"R","fields":[{"name":"sensor_id","type":"string"},
+                {"name":"observed_at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#,
+            Path::new("rainfall.avsc"),
+        )
+        .expect("valid schema");
+        let catalog = Catalog::for_tests(vec![level(), other]);
+        Decoder::new(Arc::new(catalog), kind, DecodeLimits::default())
+    }
+
+    fn avro_body(height: f64, flow: Option<f64>) -> Vec<u8> {
+        let schema = apache_avro::Schema::parse_str(LEVEL).expect("schema");
+        let record = Avro::Record(vec![
+            ("sensor_id".into(), Avro::String("wl-0001".into())),
+            ("observed_at".into(), Avro::TimestampMillis(NOW - 1000)),
+            ("latitude".into(), Avro::Double(43.12)),
+            ("longitude".into(), Avro::Double(5.93)),
+            ("height".into(), Avro::Double(height)),
+            ("flow".into(), Avro::Union(flow.is_some() as u32, Box::new(flow.map_or(Avro::Null, Avro::Double)))),
+            ("status".into(), Avro::Enum(1, "fault".into())),
+        ]);
+        apache_avro::to_avro_datum(&schema, record).expect("encodes")
+    }
+
+    fn confluent(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn decodes_confluent_avro_written_by_apache_avro() {
+        let d = decoder();
+        let msg = confluent(101, &avro_body(152.5, Some(3.25)));
+        let row = d.decode(Some(&msg), NOW).expect("valid");
+        assert_eq!(row.format, WireFormat::Confluent);
+        assert_eq!(row.observed_at_ms, NOW - 1000);
+        assert_eq!(row.values[0], Value::Str("wl-0001".into()));
+        assert_eq!(row.values[4], Value::Double(152.5));
+        assert_eq!(row.values[5], Value::Double(3.25));
+        assert_eq!(row.values[6], Value::Symbol(1));
+    }
+
+    #[test]
+    fn decodes_single_object_and_null_union() {
+        let d = decoder();
+        let mut msg = vec![0xC3, 0x01];
+        msg.extend_from_slice(&d.kind().fingerprint.to_le_bytes());
+        msg.extend_from_slice(&avro_body(10.0, None));
+        let row = d.decode(Some(&msg), NOW).expect("valid");
+        assert_eq!(row.format, WireFormat::SingleObject);
+        assert_eq!(row.values[5], Value::Null);
+    }
+
+    #[test]
+    fn decodes_json_with_rfc3339_time() {
+        let d = decoder();
+        let msg = br#"{"sensor_id":"wl-9","observed_at":"2026-05-28T20:26:39Z","latitude":43.1,
+            "longitude":5.9,"height":12,"status":"ok"}"#;
+        let row = d.decode(Some(msg), NOW).expect("valid");
+        assert_eq!(row.format, WireFormat::Json);
+        assert_eq!(row.values[4], Value::Double(12.0));
+        assert_eq!(row.values[5], Value::Null);
+        assert_eq!(row.observed_at_ms, 1_779_999_999_000);
+    }
+
+    fn reason(d: &Decoder, v: &[u8]) -> (RejectReason, String) {
+        let r = d.decode(Some(v), NOW).expect_err("must be rejected");
+        (r.reason, r.detail)
+    }
+
+    #[test]
+    fn every_bad_input_gets_its_reason() {
+        let d = decoder();
+        let good = avro_body(10.0, None);
+        assert_eq!(d.decode(None, NOW).expect_err("empty").reason, RejectReason::Malformed);
+        assert_eq!(reason(&d, b"").0, RejectReason::Malformed);
+        assert_eq!(reason(&d, b"\x7fgarbage").0, RejectReason::Malformed);
+        let truncated = confluent(101, &good[..good.len() - 3]);
+        let (r, detail) = reason(&d, &truncated);
+        assert_eq!(r, RejectReason::Malformed);
+        assert!(detail.contains("truncated"), "{detail}");
+        let mut trailing = confluent(101, &good);
+        trailing.push(0);
+        assert!(reason(&d, &trailing).1.contains("trailing"));
+        let (r, detail) = reason(&d, &confluent(7777, &good));
+        assert_eq!(r, RejectReason::UnknownSchema);
+        assert!(detail.contains("7777"));
+        assert_eq!(d.decode(Some(&confluent(7777, &good)), NOW).expect_err("unknown").schema_id, Some(7777));
+        assert_eq!(reason(&d, &confluent(102, &good)).0, RejectReason::SchemaMismatch);
+        let (r, detail) = reason(&d, &confluent(101, &avro_body(5000.0, None)));
+        assert_eq!(r, RejectReason::OutOfRange);
+        assert!(detail.contains("`height`") && detail.contains("cm"), "{detail}");
+        assert_eq!(reason(&d, &confluent(101, &avro_body(f64::NAN, None))).0, RejectReason::OutOfRange);
+        assert_eq!(reason(&d, &confluent(101, &avro_body(1.0, Some(-1.0)))).0, RejectReason::OutOfRange);
+        let (r, detail) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"status":"ok"}"#);
+        assert_eq!(r, RejectReason::MissingField);
+        assert!(detail.contains("`height`"));
+        let (r, detail) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"height":"high","status":"ok"}"#);
+        assert_eq!(r, RejectReason::SchemaMismatch);
+        assert!(detail.contains("\"high\""), "{detail}");
+        let (r, _) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"height":1,"status":"lost"}"#);
+        assert_eq!(r, RejectReason::SchemaMismatch);
+        let (r, _) = reason(&d, br#"{"sensor_id":"a","observed_at":-5,"latitude":1,"longitude":1,"height":1,"status":"ok"}"#);
+        assert_eq!(r, RejectReason::BadTimestamp);
+        let future = format!(r#"{{"sensor_id":"a","observed_at":{},"latitude":1,"longitude":1,"height":1,"status":"ok"}}"#, NOW + 86_400_000);
+        assert_eq!(reason(&d, future.as_bytes()).0, RejectReason::BadTimestamp);
+        assert_eq!(reason(&d, br#"{"sensor_id":"a","#).0, RejectReason::Malformed);
+        let big = vec![b' '; 70 * 1024];
+        assert_eq!(reason(&d, &big).0, RejectReason::TooLarge);
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        let d = decoder();
+        let good = confluent(101, &avro_body(10.0, Some(1.0)));
+        // Every prefix and every single-byte corruption of a valid message.
+        for n in 0..good.len() {
+            let _ = d.decode(Some(&good[..n]), NOW);
+            for b in [0x00, 0x7f, 0x80, 0xff] {
+                let mut m = good.clone();
+                m[n] = b;
+                let _ = d.decode(Some(&m), NOW);
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Schemas of the TPM sensor kinds and the first stage of the data path.
+//!
+//! [`Catalog`] loads one Avro schema per sensor kind from `schemas/` (with the ranges each
+//! field declares and a stable schema id). [`Decoder`] turns one Kafka message value, in any
+//! of the three wire formats (Confluent framing, Avro single-object, JSON), into a validated
+//! [`Row`] or a [`Reject`] with its DLQ reason; [`RowBatchBuilder`] appends rows into Arrow
+//! columns with the lake's lineage columns, ready for the Parquet writer.
+
+pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
+pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
+pub use decode::{DecodeLimits, Decoder, Row, Value};
+pub use error::{Error, Result};
+pub use reject::{Reject, RejectReason};
+pub use wire::WireFormat;
+
+mod builder;
+mod catalog;
+mod decode;
+mod error;
+mod reject;
+mod wire;
