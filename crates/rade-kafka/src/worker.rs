@@ -499,6 +499,7 @@ impl Pipeline {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(10))
             .map_err(|e| Error::kafka("reading committed offsets", e))?;
+        info!(partitions = tpl.count(), "partitions assigned; reading what the lake already holds");
         let mut listed: HashMap<String, Vec<RawFile>> = HashMap::new();
         for elem in committed.elements() {
             let topic = elem.topic().to_owned();
@@ -516,7 +517,7 @@ impl Pipeline {
             let files: Vec<RawFile> =
                 listed[&topic].iter().filter(|f| f.partition == elem.partition()).cloned().collect();
             let durable = Durable::new(&files, start.unwrap_or(0));
-            info!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
+            tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
             let state = PartitionState::new(topic.as_str().into(), elem.partition(), decoder, start, durable);
             self.partitions.entry(topic).or_default().insert(elem.partition(), state);
         }
@@ -531,8 +532,8 @@ impl Pipeline {
             if let Some(t) = self.partitions.get_mut(elem.topic()) {
                 t.remove(&elem.partition());
             }
-            info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
         }
+        info!(partitions = tpl.count(), "partitions revoked after flushing and committing");
         result
     }
 

@@ -7,6 +7,8 @@ pub enum Error {
     Store { path: String, source: object_store::Error },
     #[error("cannot encode Parquet for {path}: {source}")]
     Parquet { path: String, source: parquet::errors::ParquetError },
+    #[error("query: {0}")]
+    Query(String),
     #[error("Parquet encoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -7,8 +7,10 @@
 
 pub use error::{Error, Result};
 pub use layout::{RawFile, hour_of};
+pub use query::query_session;
 pub use store::{Lake, Written};
 
 mod error;
 mod layout;
+mod query;
 mod store;

@@ -22,6 +22,8 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// The absolute directory of a local lake.
+    local_dir: Option<String>,
     props: Arc<WriterProperties>,
 }
 
@@ -58,8 +60,12 @@ impl Lake {
             };
             std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
             let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
-            let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
-            (Arc::new(local), Path::default())
+            // A plain local store with the directory as root path, so that DataFusion's own
+            // file:// store and this one name files alike.
+            let root = Path::from_absolute_path(&dir).map_err(|e| bad(e.to_string()))?;
+            let mut lake = Lake::new(Arc::new(LocalFileSystem::new()), root, url);
+            lake.local_dir = Some(dir.to_string_lossy().into_owned());
+            return Ok(lake);
         };
         Ok(Lake::new(store, root, url))
     }
@@ -73,12 +79,17 @@ impl Lake {
             .set_max_row_group_row_count(Some(1024 * 1024))
             .set_created_by(concat!("rade ", env!("CARGO_PKG_VERSION")).to_owned())
             .build();
-        Lake { store, root, url: url.to_owned(), props: Arc::new(props) }
+        Lake { store, root, url: url.to_owned(), local_dir: None, props: Arc::new(props) }
     }
 
     /// The URL the lake was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The absolute directory of a local lake, `None` on S3 or in memory.
+    pub fn local_dir(&self) -> Option<&str> {
+        self.local_dir.as_deref()
     }
 
     /// The underlying store and root, for readers.

@@ -137,8 +137,13 @@ impl Metrics {
 
 /// Sets up logging to stderr: `RUST_LOG` filters (default info), JSON when asked.
 pub fn init_tracing(json: bool) {
+    init_tracing_with(json, "info,rdkafka=warn");
+}
+
+/// Like [`init_tracing`] with another default filter (the demo keeps its own output clean).
+pub fn init_tracing_with(json: bool, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };

@@ -1,1 +1,54 @@
-fn main() {}
+//! `rade`: parse the command line, load and check the configuration, wire the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod demo;
+mod query;
+mod run;
+mod simulate;
+
+/// rade: the stream-processing pipeline of the SMART TPM data platform.
+///
+/// Kafka raw sensor topics -> Avro validation -> dead-letter topic for bad records ->
+/// Hive-partitioned Parquet lake (local disk or S3).
+#[derive(Debug, Parser)]
+#[command(name = "rade", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Embedded demo: in-process Kafka mock cluster, simulator, pipeline and a local lake.
+    Demo(demo::DemoArgs),
+    /// Run an ingest worker that joins the consumer group on a real cluster.
+    Run(run::RunArgs),
+    /// Produce realistic TPM sensor traffic (and chosen invalid records) into Kafka.
+    Simulate(simulate::SimulateArgs),
+    /// Run SQL over the lake tables (raw_<kind>) with DataFusion.
+    Query(query::QueryArgs),
+    /// Validate the configuration and schemas without starting anything.
+    Check(run::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::demo(args),
+        Command::Run(args) => run::run(args),
+        Command::Simulate(args) => simulate::simulate(args),
+        Command::Query(args) => query::query(args),
+        Command::Check(args) => run::check(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! `rade.toml`: layered (defaults < file < `RADE__SECTION__KEY`), validated into [`Config`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rade_kafka::{KafkaConfig, WorkerConfig};
+use rade_schema::{Catalog, DecodeLimits};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub kafka: KafkaSection,
+    pub worker: WorkerSection,
+    pub lake: LakeSection,
+    pub schemas: SchemasSection,
+    pub validation: ValidationSection,
+    pub log: LogSection,
+}
+
+/// `[kafka]`, mirrored here so that defaults serialise for the figment base layer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub raw_topic_prefix: String,
+    pub kinds: Vec<String>,
+    pub dlq_topic: String,
+    /// Extra librdkafka settings; a value `file:/path` or `env:NAME` is read from there, so
+    /// that secrets stay out of the file.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        let k = KafkaConfig::default();
+        KafkaSection {
+            bootstrap_servers: k.bootstrap_servers,
+            group_id: k.group_id,
+            raw_topic_prefix: k.raw_topic_prefix,
+            kinds: k.kinds,
+            dlq_topic: k.dlq_topic,
+            properties: k.properties,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    pub flush_size: bytesize::ByteSize,
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed after SIGTERM to flush, commit and leave the group.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        let w = WorkerConfig::default();
+        WorkerSection {
+            flush_interval: w.flush_interval,
+            flush_size: w.flush_size,
+            max_in_flight: w.max_in_flight,
+            connect_timeout: w.connect_timeout,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeSection {
+    /// `file:///path`, a local path, or `s3://bucket/prefix`.
+    pub url: String,
+}
+
+impl Default for LakeSection {
+    fn default() -> Self {
+        LakeSection { url: "lake".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemasSection {
+    /// Directory with `catalog.toml` and the `.avsc` files.
+    pub dir: PathBuf,
+}
+
+impl Default for SchemasSection {
+    fn default() -> Self {
+        SchemasSection { dir: "schemas".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSection {
+    /// Larger messages go to the DLQ as `too_large`.
+    pub max_message_size: bytesize::ByteSize,
+    /// How far ahead of the worker's clock an event time may be.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        let d = DecodeLimits::default();
+        ValidationSection {
+            max_message_size: bytesize::ByteSize::b(d.max_message_bytes as u64),
+            max_future: Duration::from_millis(d.max_future_ms as u64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: LogFormat,
+}
+
+/// The checked configuration every command starts from.
+#[derive(Debug)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub worker: WorkerConfig,
+    pub shutdown_timeout: Duration,
+    pub lake_url: String,
+    pub catalog: Arc<Catalog>,
+    pub limits: DecodeLimits,
+    pub log: LogFormat,
+}
+
+/// Reads the layers; `path` must exist when given.
+pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = path {
+        if !path.is_file() {
+            return Err(format!("config file {} does not exist", path.display()));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed("RADE__").split("__"));
+    figment.extract::<RawConfig>().map_err(|e| {
+        let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the environment".into());
+        e.into_iter().map(|e| format!("{origin}: {e}")).collect::<Vec<_>>().join("\n")
+    })
+}
+
+/// Checks everything before anything starts; reports every problem, each with its key or file.
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
+    let mut problems = Vec::new();
+    let dir = if raw.schemas.dir.is_absolute() { raw.schemas.dir.clone() } else { base.join(&raw.schemas.dir) };
+    let catalog = match Catalog::load(&dir) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            problems.push(format!("schemas.dir: {e}"));
+            None
+        }
+    };
+    if let Some(c) = &catalog {
+        for k in &raw.kafka.kinds {
+            if c.kind(k).is_none() {
+                let known: Vec<_> = c.kinds().iter().map(|k| k.kind.as_str()).collect();
+                problems.push(format!("kafka.kinds: `{k}` is not a kind of the catalog ({})", known.join(", ")));
+            }
+        }
+    }
+    if raw.kafka.bootstrap_servers.trim().is_empty() {
+        problems.push("kafka.bootstrap_servers: empty".into());
+    }
+    if raw.kafka.group_id.trim().is_empty() {
+        problems.push("kafka.group_id: empty".into());
+    }
+    let mut properties = std::collections::BTreeMap::new();
+    for (k, v) in &raw.kafka.properties {
+        match resolve_secret(v) {
+            Ok(v) => {
+                properties.insert(k.clone(), v);
+            }
+            Err(e) => problems.push(format!("kafka.properties.{k}: {e}")),
+        }
+    }
+    for (key, d) in [("worker.flush_interval", raw.worker.flush_interval), ("worker.connect_timeout", raw.worker.connect_timeout)] {
+        if d.is_zero() {
+            problems.push(format!("{key}: must be more than 0s"));
+        }
+    }
+    if raw.worker.max_in_flight == 0 {
+        problems.push("worker.max_in_flight: must be at least 1".into());
+    }
+    if raw.validation.max_message_size.as_u64() == 0 {
+        problems.push("validation.max_message_size: must be more than 0".into());
+    }
+    let lake_url = raw.lake.url.clone();
+    if !(lake_url.starts_with("s3://") || lake_url.starts_with("file://") || !lake_url.contains("://")) {
+        problems.push(format!("lake.url: `{lake_url}` is neither file://, s3:// nor a local path"));
+    }
+    let Some(catalog) = catalog.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
+    let lake_url = if lake_url.contains("://") || Path::new(&lake_url).is_absolute() {
+        lake_url
+    } else {
+        base.join(&lake_url).display().to_string()
+    };
+    Ok(Config {
+        kafka: KafkaConfig {
+            bootstrap_servers: raw.kafka.bootstrap_servers,
+            group_id: raw.kafka.group_id,
+            raw_topic_prefix: raw.kafka.raw_topic_prefix,
+            kinds: raw.kafka.kinds,
+            dlq_topic: raw.kafka.dlq_topic,
+            properties,
+        },
+        worker: WorkerConfig {
+            flush_interval: raw.worker.flush_interval,
+            flush_size: raw.worker.flush_size,
+            max_in_flight: raw.worker.max_in_flight,
+            connect_timeout: raw.worker.connect_timeout,
+        },
+        shutdown_timeout: raw.worker.shutdown_timeout,
+        lake_url,
+        catalog,
+        limits: DecodeLimits {
+            max_message_bytes: raw.validation.max_message_size.as_u64() as usize,
+            max_future_ms: raw.validation.max_future.as_millis() as i64,
+            ..DecodeLimits::default()
+        },
+        log: raw.log.format,
+    })
+}
+
+/// `file:/path` and `env:NAME` values are read from there; anything else is taken as it is.
+fn resolve_secret(v: &str) -> Result<String, String> {
+    if let Some(path) = v.strip_prefix("file:") {
+        std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).map_err(|e| format!("cannot read {path}: {e}"))
+    } else if let Some(name) = v.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+    } else {
+        Ok(v.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rade.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    fn schemas() -> String {
+        format!("{}/../../schemas", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let (_d, path) = write("[kafka]\nbootstrap_server = \"x:1\"\n");
+        let err = load(Some(&path)).expect_err("unknown key");
+        assert!(err.contains("bootstrap_server") && err.contains("rade.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load(Some(Path::new("/nowhere/rade.toml"))).expect_err("missing");
+        assert!(err.contains("/nowhere/rade.toml"), "{err}");
+    }
+
+    #[test]
+    fn durations_sizes_and_validation() {
+        let (d, path) = write(&format!(
+            "[worker]\nflush_interval = \"2s\"\nflush_size = \"8MiB\"\n[schemas]\ndir = \"{}\"\n[kafka]\nkinds = [\"noise\"]\n",
+            schemas()
+        ));
+        let raw = load(Some(&path)).expect("loads");
+        let c = validate(raw, d.path()).expect("valid");
+        assert_eq!(c.worker.flush_interval, Duration::from_secs(2));
+        assert_eq!(c.worker.flush_size.as_u64(), 8 * 1024 * 1024);
+        assert_eq!(c.kafka.kinds, vec!["noise".to_owned()]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let (d, path) = write("[kafka]\nkinds = [\"lava\"]\ngroup_id = \"\"\n[schemas]\ndir = \"missing\"\n");
+        let raw = load(Some(&path)).expect("loads");
+        let problems = validate(raw, d.path()).expect_err("invalid");
+        let all = problems.join("\n");
+        assert!(all.contains("schemas.dir") && all.contains("catalog.toml"), "{all}");
+        assert!(all.contains("kafka.group_id"), "{all}");
+    }
+}

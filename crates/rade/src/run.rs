@@ -1,0 +1,136 @@
+//! `rade run` and `rade check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use rade_kafka::{StopWhen, Worker};
+use rade_lake::Lake;
+use rade_telemetry::Metrics;
+use tracing::{error, info};
+
+use crate::config::{self, Config, LogFormat};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); every key can be overridden by RADE__SECTION__KEY.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Stop once every assigned partition is read to its end and durable (replays, backfills).
+    #[arg(long)]
+    until_caught_up: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file (TOML) to check.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// Exit code when the configuration is refused.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code when the shutdown did not finish in time; the next worker replays without duplicates.
+const EXIT_SHUTDOWN_TIMEOUT: u8 = 3;
+
+/// Loads and validates, printing every problem; `None` when the config is refused.
+pub fn load_config(path: Option<&Path>) -> Option<Config> {
+    let raw = match config::load(path) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("error: invalid configuration\n  {}", e.replace('\n', "\n  "));
+            return None;
+        }
+    };
+    match config::validate(raw, Path::new(".")) {
+        Ok(c) => Some(c),
+        Err(problems) => {
+            let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+            eprintln!("error: invalid configuration ({origin})");
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            None
+        }
+    }
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(args.config.as_deref()) else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let kinds: Vec<_> = config.catalog.kinds().iter().map(|k| format!("{} (id {})", k.kind, k.id)).collect();
+    println!("configuration OK");
+    println!("  kafka: {} group {}", config.kafka.bootstrap_servers, config.kafka.group_id);
+    println!("  schemas: {}", kinds.join(", "));
+    println!("  lake: {}", config.lake_url);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(args.config.as_deref()) else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    rade_telemetry::init_tracing(config.log == LogFormat::Json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rade-io")
+        .build()
+        .context("while starting the async runtime")?;
+    let lake = Lake::open(&config.lake_url).with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    runtime
+        .block_on(lake.check_writable())
+        .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
+    let metrics = Metrics::new();
+    let worker = Worker::new(config.kafka, config.worker, config.catalog, config.limits, lake, metrics);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn(wait_for_signal(stop.clone()));
+    let handle = runtime.handle().clone();
+    let stop_when = if args.until_caught_up { StopWhen::CaughtUp } else { StopWhen::Signal };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("rade-ingest".into())
+        .spawn(move || {
+            let _ = tx.send(worker.run(handle, stop_when, worker_stop));
+        })
+        .context("while starting the ingest thread")?;
+
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(_summary)) => return Ok(ExitCode::SUCCESS),
+            Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the ingest worker stopped")),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("the ingest thread ended without a result"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > config.shutdown_timeout {
+                error!(
+                    timeout = ?config.shutdown_timeout,
+                    "shutdown did not finish in time; uncommitted records will be replayed by the next worker, without duplicates"
+                );
+                return Ok(ExitCode::from(EXIT_SHUTDOWN_TIMEOUT));
+            }
+        }
+    }
+}
+
+async fn wait_for_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot install the signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received: flushing, committing and leaving the group"),
+        _ = int.recv() => info!("SIGINT received: flushing, committing and leaving the group"),
+    }
+    stop.store(true, Ordering::Relaxed);
+}
