@@ -1,1 +1,443 @@
+//! Helpers of the integration tests: the real broker that `make test` starts, unique
+//! topics per test, producing simulated traffic with known positions, and reading back
+//! the lake, the DLQ and the committed offsets to check them independently of rade.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rade_schema::{Catalog, WireFormat};
+use rade_sim::SimRecord;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value as J;
+
+/// The broker of `make test` (deploy/local/kafka.sh); tests fail, never skip, without it.
+pub fn bootstrap() -> String {
+    std::env::var("RADE_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A name no other test or run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// The repository's schema catalog.
+pub fn schemas_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").canonicalize().expect("schemas/ exists")
+}
+
+pub fn catalog() -> Arc<Catalog> {
+    Arc::new(Catalog::load(&schemas_dir()).expect("the shipped schemas load"))
+}
+
+/// The `rade` binary of this build (built by `cargo build --workspace` before the tests).
+pub fn rade_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join("rade");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p rade` first (make test does)", bin.display());
+    bin
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+fn client() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+/// Creates topics with `partitions` partitions each and waits until they are usable.
+pub async fn create_topics(names: &[String], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
+    let topics: Vec<_> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let results = admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await;
+    for r in results.expect("create_topics request") {
+        r.expect("topic created");
+    }
+    let consumer: BaseConsumer = client().create().expect("consumer");
+    for n in names {
+        assert!(
+            wait_until(Duration::from_secs(30), || consumer
+                .fetch_metadata(Some(n), Duration::from_secs(5))
+                .map(|m| m.topics().first().is_some_and(|t| t.partitions().len() == partitions as usize && t.error().is_none()))
+                .unwrap_or(false)),
+            "topic {n} never became visible"
+        );
+    }
+}
+
+/// A produced record with the position the broker gave it.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub record: SimRecord,
+}
+
+/// Produces every record to `<prefix><kind>` and returns where each landed.
+pub async fn produce(prefix: &str, records: Vec<SimRecord>) -> Vec<Produced> {
+    let producer: FutureProducer = client().set("linger.ms", "5").create().expect("producer");
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let topic = format!("{prefix}{}", r.kind);
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).key(&r.key);
+        if let Some(v) = &r.value {
+            rec = rec.payload(v);
+        }
+        let delivery = producer.send_result(rec).map_err(|(e, _)| e).expect("enqueued");
+        pending.push((delivery, topic.clone(), r));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for (delivery, topic, record) in pending {
+        let d = delivery.await.expect("delivery not cancelled").expect("delivered");
+        out.push(Produced { topic, partition: d.partition, offset: d.offset, record });
+    }
+    out
+}
+
+/// Writes a worker config for a test into `dir` and returns its path.
+pub fn write_config(dir: &Path, prefix: &str, kinds: &[&str], group: &str, dlq: &str, lake: &Path, extra: &str) -> PathBuf {
+    let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+    let text = format!(
+        r#"[kafka]
+bootstrap_servers = "{}"
+group_id = "{group}"
+raw_topic_prefix = "{prefix}"
+kinds = [{}]
+dlq_topic = "{dlq}"
+
+[worker]
+flush_interval = "1s"
+connect_timeout = "10s"
+shutdown_timeout = "30s"
+
+[lake]
+url = "{}"
+
+[schemas]
+dir = "{}"
+{extra}"#,
+        bootstrap(),
+        kinds.join(", "),
+        lake.display(),
+        schemas_dir().display()
+    );
+    let path = dir.join("rade.toml");
+    std::fs::write(&path, text).expect("config written");
+    path
+}
+
+/// Starts `rade <args>`; its stderr goes to `log`.
+pub fn spawn_rade(args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new(rade_bin())
+        .args(args)
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("rade starts")
+}
+
+/// Waits for a child up to `timeout`; kills it and fails past that.
+pub fn wait_exit(child: &mut Child, timeout: Duration, log: &Path) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rade did not exit within {timeout:?}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &Child, sig: i32) {
+    // The workspace forbids unsafe code, so no libc::kill: the kill command does the same.
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill runs");
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+/// One lake row: its lineage position and every column as JSON.
+#[derive(Debug, Clone)]
+pub struct LakeRow {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub kind: String,
+    pub values: BTreeMap<String, J>,
+}
+
+/// Every Parquet file under `dir`, recursively.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn cell(array: &dyn Array, i: usize) -> J {
+    if array.is_null(i) {
+        return J::Null;
+    }
+    let any = array.as_any();
+    match array.data_type() {
+        DataType::Float64 => serde_json::json!(any.downcast_ref::<Float64Array>().expect("f64").value(i)),
+        DataType::Float32 => serde_json::json!(any.downcast_ref::<Float32Array>().expect("f32").value(i) as f64),
+        DataType::Int32 => serde_json::json!(any.downcast_ref::<Int32Array>().expect("i32").value(i)),
+        DataType::Int64 => serde_json::json!(any.downcast_ref::<Int64Array>().expect("i64").value(i)),
+        DataType::Boolean => serde_json::json!(any.downcast_ref::<BooleanArray>().expect("bool").value(i)),
+        DataType::Utf8 => serde_json::json!(any.downcast_ref::<StringArray>().expect("utf8").value(i)),
+        DataType::Timestamp(_, _) => {
+            serde_json::json!(any.downcast_ref::<TimestampMillisecondArray>().expect("ts ms").value(i))
+        }
+        other => panic!("unexpected lake column type {other}"),
+    }
+}
+
+/// Reads every row of the raw lake under `lake`, with the kind from the Hive path.
+pub fn read_lake(lake: &Path) -> Vec<LakeRow> {
+    let mut rows = Vec::new();
+    for path in parquet_files(&lake.join("raw")) {
+        let kind = path
+            .components()
+            .filter_map(|c| c.as_os_str().to_str()?.strip_prefix("kind=").map(str::to_owned))
+            .next()
+            .expect("kind= in the path");
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let schema = batch.schema();
+            for i in 0..batch.num_rows() {
+                let values: BTreeMap<String, J> =
+                    schema.fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i))).collect();
+                rows.push(LakeRow {
+                    topic: values["_topic"].as_str().expect("topic").to_owned(),
+                    partition: values["_partition"].as_i64().expect("partition") as i32,
+                    offset: values["_offset"].as_i64().expect("offset"),
+                    kind: kind.clone(),
+                    values,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// A message read back from the DLQ.
+#[derive(Debug, Clone)]
+pub struct DlqMessage {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads the whole DLQ topic (every partition, from the beginning to its end).
+pub fn read_topic(topic: &str) -> Vec<DlqMessage> {
+    let consumer: BaseConsumer =
+        client().set("group.id", unique("it-reader")).set("enable.auto.commit", "false").create().expect("consumer");
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for p in meta.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let m = m.expect("message");
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(DlqMessage { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+    }
+    assert_eq!(out.len() as i64, remaining, "could not read the whole DLQ topic {topic}");
+    out
+}
+
+/// The committed offset of `group` on each partition of `topic`, and each partition's end.
+pub fn committed_and_ends(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64)> {
+    let consumer: BaseConsumer = client().set("group.id", group).create().expect("consumer");
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in meta.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (_, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10)).expect("watermarks");
+            let c = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.partition(), c, high)
+        })
+        .collect()
+}
+
+/// The fields of an original message, parsed without rade: apache-avro for Avro, serde_json
+/// for JSON; timestamps as epoch milliseconds.
+pub fn original_fields(catalog: &Catalog, kind: &str, value: &[u8]) -> BTreeMap<String, J> {
+    use apache_avro::types::Value as A;
+    let schema = catalog.kind(kind).expect("kind");
+    fn avro_json(v: &A) -> J {
+        match v {
+            A::Null => J::Null,
+            A::Boolean(b) => J::from(*b),
+            A::Int(i) => J::from(*i),
+            A::Long(i) | A::TimestampMillis(i) => J::from(*i),
+            A::Float(f) => J::from(*f as f64),
+            A::Double(f) => J::from(*f),
+            A::String(s) => J::from(s.as_str()),
+            A::Enum(_, s) => J::from(s.as_str()),
+            A::Union(_, inner) => avro_json(inner),
+            other => panic!("unexpected Avro value {other:?}"),
+        }
+    }
+    match WireFormat::detect(value).expect("a known format") {
+        WireFormat::Confluent | WireFormat::SingleObject => {
+            let skip = if value[0] == 0 { 5 } else { 10 };
+            let mut body = &value[skip..];
+            let A::Record(fields) = apache_avro::from_avro_datum(&schema.avro, &mut body, None).expect("valid Avro") else {
+                panic!("not a record")
+            };
+            fields.iter().map(|(k, v)| (k.clone(), avro_json(v))).collect()
+        }
+        WireFormat::Json => {
+            let J::Object(map) = serde_json::from_slice::<J>(value).expect("JSON") else { panic!("not an object") };
+            schema
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = map.get(&f.name).cloned().unwrap_or(J::Null);
+                    let v = match (&v, f.name.as_str()) {
+                        (J::String(s), "observed_at") => J::from(
+                            chrono::DateTime::parse_from_rfc3339(s).expect("RFC 3339").timestamp_millis(),
+                        ),
+                        (J::Number(n), _) if matches!(f.ty, rade_schema::FieldType::Double) => J::from(n.as_f64().expect("f64")),
+                        _ => v,
+                    };
+                    (f.name.clone(), v)
+                })
+                .collect()
+        }
+    }
+}
+
+/// What the checks of [`check_lake_and_dlq`] found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub valid: usize,
+    pub rejected: usize,
+    pub dlq_duplicates: usize,
+}
+
+/// Checks the promise of the pipeline for `produced`: each valid record is in the lake exactly
+/// once with the values of the original message, each invalid one is in the DLQ with its
+/// reason, key and original bytes, and nothing else is in either.
+pub fn check_lake_and_dlq(catalog: &Catalog, produced: &[Produced], lake: &[LakeRow], dlq: &[DlqMessage]) -> Checked {
+    use std::collections::HashMap;
+    let mut rows: HashMap<(String, i32, i64), &LakeRow> = HashMap::new();
+    for r in lake {
+        let previous = rows.insert((r.topic.clone(), r.partition, r.offset), r);
+        assert!(previous.is_none(), "duplicate lake row for {}/{}@{}", r.topic, r.partition, r.offset);
+    }
+    let mut dead: HashMap<(String, i32, i64), Vec<&DlqMessage>> = HashMap::new();
+    for m in dlq {
+        let h = |k: &str| m.headers.get(k).unwrap_or_else(|| panic!("DLQ message without header {k}: {:?}", m.headers));
+        let pos = (h("rade.source.topic").clone(), h("rade.source.partition").parse().expect("partition"), h("rade.source.offset").parse().expect("offset"));
+        dead.entry(pos).or_default().push(m);
+    }
+    let mut checked = Checked::default();
+    for p in produced {
+        let pos = (p.topic.clone(), p.partition, p.offset);
+        match p.record.expect {
+            rade_sim::Expect::Valid => {
+                let row = rows.remove(&pos).unwrap_or_else(|| panic!("valid record {pos:?} is not in the lake"));
+                assert_eq!(row.kind, p.record.kind);
+                let original = original_fields(catalog, &p.record.kind, p.record.value.as_deref().expect("a value"));
+                for (field, expected) in &original {
+                    assert_eq!(row.values.get(field), Some(expected), "field {field} of {pos:?}");
+                }
+                checked.valid += 1;
+            }
+            rade_sim::Expect::Reject(reason) => {
+                let msgs = dead.remove(&pos).unwrap_or_else(|| panic!("invalid record {pos:?} ({reason}) is not in the DLQ"));
+                checked.dlq_duplicates += msgs.len() - 1;
+                for m in msgs {
+                    assert_eq!(m.headers["rade.reason"], reason.as_str(), "reason of {pos:?}: {:?}", m.headers);
+                    assert!(!m.headers["rade.detail"].is_empty());
+                    assert_eq!(m.value.as_deref(), p.record.value.as_deref(), "bytes of {pos:?}");
+                    assert_eq!(m.key.as_deref(), Some(p.record.key.as_slice()));
+                    if reason == rade_schema::RejectReason::UnknownSchema {
+                        assert_eq!(m.headers.get("rade.schema.id").map(String::as_str), Some("9999"));
+                    }
+                }
+                checked.rejected += 1;
+            }
+        }
+    }
+    assert!(rows.is_empty(), "{} lake rows match no produced record", rows.len());
+    assert!(dead.is_empty(), "{} DLQ messages match no produced record", dead.len());
+    checked
+}
+
+/// Asserts that `group` committed every partition of each topic up to its end.
+pub fn assert_committed_to_end(group: &str, topics: &[String]) {
+    for t in topics {
+        for (partition, committed, end) in committed_and_ends(group, t) {
+            if end > 0 {
+                assert_eq!(committed, Some(end), "{t}/{partition}: committed {committed:?}, end {end}");
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages rade needs to build and test, when they are missing:
+# cmake and the curl/ssl headers for the bundled librdkafka, Java 17 and Maven for the
+# local Kafka broker. Uses apt-get (Debian); as root, or through sudo when available.
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v python3 >/dev/null || need+=(python3)
+for pkg in libcurl4-openssl-dev libssl-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [[ ${#need[@]} -eq 0 ]]; then
+  exit 0
+fi
+echo "deps.sh: installing ${need[*]}" >&2
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make test`: starts the services the integration tests need, runs every test of the
+# workspace against them, and stops the services whatever happens.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE/../.."
+
+cleanup() { "$HERE/kafka.sh" down || true; }
+trap cleanup EXIT INT TERM
+
+# Build first, while no broker holds memory, so a build failure reads as one.
+cargo build --workspace --all-targets --locked
+RADE_TEST_BOOTSTRAP="$("$HERE/kafka.sh" up)"
+export RADE_TEST_BOOTSTRAP
+echo "test.sh: Kafka at $RADE_TEST_BOOTSTRAP" >&2
+cargo test --workspace --all-targets --locked -- --test-threads="${RADE_TEST_THREADS:-2}"

@@ -1,0 +1,183 @@
+//! The first slice on the real broker: raw topics -> validation -> DLQ and raw Parquet lake.
+
+use std::time::{Duration, Instant};
+
+use rade_integration_tests::*;
+use rade_schema::{RejectReason, WireFormat};
+use rade_sim::{Expect, Fleet, FormatChoice, SIMULATED_REASONS, SimRecord, Simulator};
+
+const KINDS: [&str; 5] = ["water_level", "noise", "parking_bay", "car_park", "air_quality"];
+
+struct Setup {
+    prefix: String,
+    dlq: String,
+    group: String,
+    raw_topics: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let id = unique("it");
+        let prefix = format!("{id}.raw.");
+        let dlq = format!("{id}.dlq");
+        let raw_topics: Vec<String> = KINDS.iter().map(|k| format!("{prefix}{k}")).collect();
+        let mut all = raw_topics.clone();
+        all.push(dlq.clone());
+        create_topics(&all, 3).await;
+        Setup { prefix, dlq, group: format!("{id}-group"), raw_topics, dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn lake(&self) -> std::path::PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    fn config(&self, extra: &str) -> std::path::PathBuf {
+        write_config(self.dir.path(), &self.prefix, &KINDS, &self.group, &self.dlq, &self.lake(), extra)
+    }
+
+    fn log(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn simulator(seed: u64) -> Simulator {
+    let kinds: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
+    Simulator::new(catalog(), Fleet::new(&kinds, 0.2, seed), seed).expect("simulator")
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
+    let setup = Setup::new().await;
+    let mut sim = simulator(11);
+    let now = now_ms();
+    let mut records = Vec::new();
+    // Every sensor in every wire format, over the last three hours (several hour partitions).
+    let sensors = sim.fleet().sensors.len();
+    for i in 0..sensors {
+        for (j, f) in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json].into_iter().enumerate() {
+            // A spread over ~2.8 h that gives every kind readings in several hours.
+            let t = now - ((i * 3 + j) as i64 * 7_919_003) % 10_000_000;
+            records.push(sim.valid_of(i, t, FormatChoice::One(f)));
+        }
+    }
+    for _ in 0..4 {
+        for reason in SIMULATED_REASONS {
+            records.push(sim.invalid(now - 1000, reason));
+        }
+    }
+    // An empty value and a tombstone are malformed too.
+    for value in [Some(Vec::new()), None] {
+        records.push(SimRecord {
+            kind: "noise".into(),
+            key: b"nz-0001".to_vec(),
+            value,
+            observed_at_ms: now,
+            expect: Expect::Reject(RejectReason::Malformed),
+        });
+    }
+    let produced = produce(&setup.prefix, records).await;
+
+    let config = setup.config("");
+    let log = setup.log("run.log");
+    let mut child = spawn_rade(&["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"], &log);
+    let status = wait_exit(&mut child, Duration::from_secs(180), &log);
+    assert!(status.success(), "rade run failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+
+    let lake = read_lake(&setup.lake());
+    let dlq = read_topic(&setup.dlq);
+    let checked = check_lake_and_dlq(&catalog(), &produced, &lake, &dlq);
+    assert_eq!(checked.valid, sensors * 3);
+    assert_eq!(checked.rejected, SIMULATED_REASONS.len() * 4 + 2);
+    assert_eq!(checked.dlq_duplicates, 0);
+    // consumed = lake rows + DLQ messages, nothing more, nothing less.
+    assert_eq!(produced.len(), lake.len() + dlq.len());
+    assert_committed_to_end(&setup.group, &setup.raw_topics);
+    // Files are laid out by event hour, so three hours of readings span several partitions.
+    let hours: std::collections::BTreeSet<_> =
+        parquet_files(&setup.lake().join("raw")).iter().filter_map(|p| p.parent().map(|d| d.to_path_buf())).collect();
+    assert!(hours.len() >= KINDS.len() * 3, "only {} hour directories", hours.len());
+}
+
+/// Produces `n` records per batch in the background, paced so that a worker is mid-stream.
+fn paced_producer(prefix: String, mut sim: Simulator, batches: usize, n: usize) -> tokio::task::JoinHandle<Vec<Produced>> {
+    let mut all = Vec::new();
+    let now = now_ms();
+    for b in 0..batches {
+        let mut batch = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = now - 7_200_000 + ((b * n + i) as i64 * 1000);
+            let r = if i % 97 == 0 {
+                sim.invalid(t.min(now), SIMULATED_REASONS[(b + i) % SIMULATED_REASONS.len()])
+            } else {
+                sim.valid(t.min(now), FormatChoice::Mixed)
+            };
+            batch.push(r);
+        }
+        all.push(batch);
+    }
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        for batch in all {
+            out.extend(produce(&prefix, batch).await);
+            // Pacing the load generator, not waiting for a condition.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        out
+    })
+}
+
+async fn restart_mid_stream(sig: i32) {
+    let setup = Setup::new().await;
+    let config = setup.config("");
+    let producer = paced_producer(setup.prefix.clone(), simulator(sig as u64), 30, 1000);
+    let first_log = setup.log("first.log");
+    let mut first = spawn_rade(&["run", "--config", config.to_str().expect("utf-8")], &first_log);
+    // Stop the worker once it has made some files durable and while records still arrive.
+    let lake = setup.lake();
+    assert!(
+        wait_until(Duration::from_secs(120), || parquet_files(&lake.join("raw")).len() >= 10),
+        "the worker wrote no file: {}",
+        std::fs::read_to_string(&first_log).unwrap_or_default()
+    );
+    assert!(!producer.is_finished(), "the producer finished before the stop: not mid-stream");
+    let stopped_at = Instant::now();
+    signal(&first, sig);
+    let status = wait_exit(&mut first, Duration::from_secs(40), &first_log);
+    if sig == 15 {
+        assert!(status.success(), "SIGTERM must end in a clean exit: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
+        assert!(stopped_at.elapsed() < Duration::from_secs(30), "shutdown took {:?}", stopped_at.elapsed());
+        let log = std::fs::read_to_string(&first_log).unwrap_or_default();
+        assert!(log.contains("worker stopped"), "{log}");
+    }
+    let produced = producer.await.expect("producer task");
+
+    let second_log = setup.log("second.log");
+    let mut second = spawn_rade(&["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"], &second_log);
+    let status = wait_exit(&mut second, Duration::from_secs(180), &second_log);
+    assert!(status.success(), "restart failed: {}", std::fs::read_to_string(&second_log).unwrap_or_default());
+
+    let rows = read_lake(&setup.lake());
+    let dlq = read_topic(&setup.dlq);
+    let checked = check_lake_and_dlq(&catalog(), &produced, &rows, &dlq);
+    assert_eq!(checked.valid + checked.rejected, 30_000);
+    assert_eq!(rows.len(), checked.valid, "every valid record exactly once");
+    if sig == 15 {
+        assert_eq!(checked.dlq_duplicates, 0, "a clean stop sends no reject twice");
+    }
+    assert_committed_to_end(&setup.group, &setup.raw_topics);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_stopped_by_sigterm_mid_stream_and_restarted_writes_each_record_once() {
+    restart_mid_stream(15).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_stream_and_restarted_writes_each_record_once() {
+    restart_mid_stream(9).await;
+}
