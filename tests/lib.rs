@@ -8,7 +8,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rade_schema::{Catalog, WireFormat};
@@ -33,7 +35,10 @@ pub fn unique(prefix: &str) -> String {
 
 /// The repository's schema catalog.
 pub fn schemas_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").canonicalize().expect("schemas/ exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schemas")
+        .canonicalize()
+        .expect("schemas/ exists")
 }
 
 pub fn catalog() -> Arc<Catalog> {
@@ -45,7 +50,11 @@ pub fn rade_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
     let bin = dir.join("rade");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p rade` first (make test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p rade` first (make test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -70,8 +79,16 @@ fn client() -> ClientConfig {
 /// Creates topics with `partitions` partitions each and waits until they are usable.
 pub async fn create_topics(names: &[String], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
-    let topics: Vec<_> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
-    let results = admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await;
+    let topics: Vec<_> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await;
     for r in results.expect("create_topics request") {
         r.expect("topic created");
     }
@@ -80,7 +97,10 @@ pub async fn create_topics(names: &[String], partitions: i32) {
         assert!(
             wait_until(Duration::from_secs(30), || consumer
                 .fetch_metadata(Some(n), Duration::from_secs(5))
-                .map(|m| m.topics().first().is_some_and(|t| t.partitions().len() == partitions as usize && t.error().is_none()))
+                .map(|m| m
+                    .topics()
+                    .first()
+                    .is_some_and(|t| t.partitions().len() == partitions as usize && t.error().is_none()))
                 .unwrap_or(false)),
             "topic {n} never became visible"
         );
@@ -112,13 +132,26 @@ pub async fn produce(prefix: &str, records: Vec<SimRecord>) -> Vec<Produced> {
     let mut out = Vec::with_capacity(pending.len());
     for (delivery, topic, record) in pending {
         let d = delivery.await.expect("delivery not cancelled").expect("delivered");
-        out.push(Produced { topic, partition: d.partition, offset: d.offset, record });
+        out.push(Produced {
+            topic,
+            partition: d.partition,
+            offset: d.offset,
+            record,
+        });
     }
     out
 }
 
 /// Writes a worker config for a test into `dir` and returns its path.
-pub fn write_config(dir: &Path, prefix: &str, kinds: &[&str], group: &str, dlq: &str, lake: &Path, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    prefix: &str,
+    kinds: &[&str],
+    group: &str,
+    dlq: &str,
+    lake: &Path,
+    extra: &str,
+) -> PathBuf {
     let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
     let text = format!(
         r#"[kafka]
@@ -170,7 +203,10 @@ pub fn wait_exit(child: &mut Child, timeout: Duration, log: &Path) -> ExitStatus
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("rade did not exit within {timeout:?}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "rade did not exit within {timeout:?}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -179,7 +215,11 @@ pub fn wait_exit(child: &mut Child, timeout: Duration, log: &Path) -> ExitStatus
 /// Sends a signal to a child process.
 pub fn signal(child: &Child, sig: i32) {
     // The workspace forbids unsafe code, so no libc::kill: the kill command does the same.
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill runs");
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
     assert!(status.success(), "kill -{sig} failed");
 }
 
@@ -241,13 +281,20 @@ pub fn read_lake(lake: &Path) -> Vec<LakeRow> {
             .next()
             .expect("kind= in the path");
         let file = std::fs::File::open(&path).expect("open parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
         for batch in reader {
             let batch = batch.expect("batch");
             let schema = batch.schema();
             for i in 0..batch.num_rows() {
-                let values: BTreeMap<String, J> =
-                    schema.fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i))).collect();
+                let values: BTreeMap<String, J> = schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
+                    .collect();
                 rows.push(LakeRow {
                     topic: values["_topic"].as_str().expect("topic").to_owned(),
                     partition: values["_partition"].as_i64().expect("partition") as i32,
@@ -271,13 +318,20 @@ pub struct DlqMessage {
 
 /// Reads the whole DLQ topic (every partition, from the beginning to its end).
 pub fn read_topic(topic: &str) -> Vec<DlqMessage> {
-    let consumer: BaseConsumer =
-        client().set("group.id", unique("it-reader")).set("enable.auto.commit", "false").create().expect("consumer");
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let consumer: BaseConsumer = client()
+        .set("group.id", unique("it-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
     for p in meta.topics()[0].partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks");
         remaining += high - low;
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("tpl");
     }
@@ -285,36 +339,57 @@ pub fn read_topic(topic: &str) -> Vec<DlqMessage> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while (out.len() as i64) < remaining && Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let m = m.expect("message");
         let headers = m
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        out.push(DlqMessage { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+        out.push(DlqMessage {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        });
     }
-    assert_eq!(out.len() as i64, remaining, "could not read the whole DLQ topic {topic}");
+    assert_eq!(
+        out.len() as i64,
+        remaining,
+        "could not read the whole DLQ topic {topic}"
+    );
     out
 }
 
 /// The committed offset of `group` on each partition of `topic`, and each partition's end.
 pub fn committed_and_ends(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64)> {
     let consumer: BaseConsumer = client().set("group.id", group).create().expect("consumer");
-    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
     let mut tpl = TopicPartitionList::new();
     for p in meta.topics()[0].partitions() {
         tpl.add_partition(topic, p.id());
     }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     committed
         .elements()
         .iter()
         .map(|e| {
-            let (_, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10)).expect("watermarks");
+            let (_, high) = consumer
+                .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+                .expect("watermarks");
             let c = match e.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
@@ -347,13 +422,16 @@ pub fn original_fields(catalog: &Catalog, kind: &str, value: &[u8]) -> BTreeMap<
         WireFormat::Confluent | WireFormat::SingleObject => {
             let skip = if value[0] == 0 { 5 } else { 10 };
             let mut body = &value[skip..];
-            let A::Record(fields) = apache_avro::from_avro_datum(&schema.avro, &mut body, None).expect("valid Avro") else {
+            let A::Record(fields) = apache_avro::from_avro_datum(&schema.avro, &mut body, None).expect("valid Avro")
+            else {
                 panic!("not a record")
             };
             fields.iter().map(|(k, v)| (k.clone(), avro_json(v))).collect()
         }
         WireFormat::Json => {
-            let J::Object(map) = serde_json::from_slice::<J>(value).expect("JSON") else { panic!("not an object") };
+            let J::Object(map) = serde_json::from_slice::<J>(value).expect("JSON") else {
+                panic!("not an object")
+            };
             schema
                 .fields
                 .iter()
@@ -361,9 +439,13 @@ pub fn original_fields(catalog: &Catalog, kind: &str, value: &[u8]) -> BTreeMap<
                     let v = map.get(&f.name).cloned().unwrap_or(J::Null);
                     let v = match (&v, f.name.as_str()) {
                         (J::String(s), "observed_at") => J::from(
-                            chrono::DateTime::parse_from_rfc3339(s).expect("RFC 3339").timestamp_millis(),
+                            chrono::DateTime::parse_from_rfc3339(s)
+                                .expect("RFC 3339")
+                                .timestamp_millis(),
                         ),
-                        (J::Number(n), _) if matches!(f.ty, rade_schema::FieldType::Double) => J::from(n.as_f64().expect("f64")),
+                        (J::Number(n), _) if matches!(f.ty, rade_schema::FieldType::Double) => {
+                            J::from(n.as_f64().expect("f64"))
+                        }
                         _ => v,
                     };
                     (f.name.clone(), v)
@@ -389,12 +471,26 @@ pub fn check_lake_and_dlq(catalog: &Catalog, produced: &[Produced], lake: &[Lake
     let mut rows: HashMap<(String, i32, i64), &LakeRow> = HashMap::new();
     for r in lake {
         let previous = rows.insert((r.topic.clone(), r.partition, r.offset), r);
-        assert!(previous.is_none(), "duplicate lake row for {}/{}@{}", r.topic, r.partition, r.offset);
+        assert!(
+            previous.is_none(),
+            "duplicate lake row for {}/{}@{}",
+            r.topic,
+            r.partition,
+            r.offset
+        );
     }
     let mut dead: HashMap<(String, i32, i64), Vec<&DlqMessage>> = HashMap::new();
     for m in dlq {
-        let h = |k: &str| m.headers.get(k).unwrap_or_else(|| panic!("DLQ message without header {k}: {:?}", m.headers));
-        let pos = (h("rade.source.topic").clone(), h("rade.source.partition").parse().expect("partition"), h("rade.source.offset").parse().expect("offset"));
+        let h = |k: &str| {
+            m.headers
+                .get(k)
+                .unwrap_or_else(|| panic!("DLQ message without header {k}: {:?}", m.headers))
+        };
+        let pos = (
+            h("rade.source.topic").clone(),
+            h("rade.source.partition").parse().expect("partition"),
+            h("rade.source.offset").parse().expect("offset"),
+        );
         dead.entry(pos).or_default().push(m);
     }
     let mut checked = Checked::default();
@@ -402,7 +498,9 @@ pub fn check_lake_and_dlq(catalog: &Catalog, produced: &[Produced], lake: &[Lake
         let pos = (p.topic.clone(), p.partition, p.offset);
         match p.record.expect {
             rade_sim::Expect::Valid => {
-                let row = rows.remove(&pos).unwrap_or_else(|| panic!("valid record {pos:?} is not in the lake"));
+                let row = rows
+                    .remove(&pos)
+                    .unwrap_or_else(|| panic!("valid record {pos:?} is not in the lake"));
                 assert_eq!(row.kind, p.record.kind);
                 let original = original_fields(catalog, &p.record.kind, p.record.value.as_deref().expect("a value"));
                 for (field, expected) in &original {
@@ -411,10 +509,17 @@ pub fn check_lake_and_dlq(catalog: &Catalog, produced: &[Produced], lake: &[Lake
                 checked.valid += 1;
             }
             rade_sim::Expect::Reject(reason) => {
-                let msgs = dead.remove(&pos).unwrap_or_else(|| panic!("invalid record {pos:?} ({reason}) is not in the DLQ"));
+                let msgs = dead
+                    .remove(&pos)
+                    .unwrap_or_else(|| panic!("invalid record {pos:?} ({reason}) is not in the DLQ"));
                 checked.dlq_duplicates += msgs.len() - 1;
                 for m in msgs {
-                    assert_eq!(m.headers["rade.reason"], reason.as_str(), "reason of {pos:?}: {:?}", m.headers);
+                    assert_eq!(
+                        m.headers["rade.reason"],
+                        reason.as_str(),
+                        "reason of {pos:?}: {:?}",
+                        m.headers
+                    );
                     assert!(!m.headers["rade.detail"].is_empty());
                     assert_eq!(m.value.as_deref(), p.record.value.as_deref(), "bytes of {pos:?}");
                     assert_eq!(m.key.as_deref(), Some(p.record.key.as_slice()));
@@ -436,7 +541,11 @@ pub fn assert_committed_to_end(group: &str, topics: &[String]) {
     for t in topics {
         for (partition, committed, end) in committed_and_ends(group, t) {
             if end > 0 {
-                assert_eq!(committed, Some(end), "{t}/{partition}: committed {committed:?}, end {end}");
+                assert_eq!(
+                    committed,
+                    Some(end),
+                    "{t}/{partition}: committed {committed:?}, end {end}"
+                );
             }
         }
     }

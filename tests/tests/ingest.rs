@@ -25,7 +25,13 @@ impl Setup {
         let mut all = raw_topics.clone();
         all.push(dlq.clone());
         create_topics(&all, 3).await;
-        Setup { prefix, dlq, group: format!("{id}-group"), raw_topics, dir: tempfile::tempdir().expect("tempdir") }
+        Setup {
+            prefix,
+            dlq,
+            group: format!("{id}-group"),
+            raw_topics,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     fn lake(&self) -> std::path::PathBuf {
@@ -33,7 +39,15 @@ impl Setup {
     }
 
     fn config(&self, extra: &str) -> std::path::PathBuf {
-        write_config(self.dir.path(), &self.prefix, &KINDS, &self.group, &self.dlq, &self.lake(), extra)
+        write_config(
+            self.dir.path(),
+            &self.prefix,
+            &KINDS,
+            &self.group,
+            &self.dlq,
+            &self.lake(),
+            extra,
+        )
     }
 
     fn log(&self, name: &str) -> std::path::PathBuf {
@@ -59,7 +73,10 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
     // Every sensor in every wire format, over the last three hours (several hour partitions).
     let sensors = sim.fleet().sensors.len();
     for i in 0..sensors {
-        for (j, f) in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json].into_iter().enumerate() {
+        for (j, f) in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json]
+            .into_iter()
+            .enumerate()
+        {
             // A spread over ~2.8 h that gives every kind readings in several hours.
             let t = now - ((i * 3 + j) as i64 * 7_919_003) % 10_000_000;
             records.push(sim.valid_of(i, t, FormatChoice::One(f)));
@@ -84,9 +101,16 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
 
     let config = setup.config("");
     let log = setup.log("run.log");
-    let mut child = spawn_rade(&["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"], &log);
+    let mut child = spawn_rade(
+        &["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"],
+        &log,
+    );
     let status = wait_exit(&mut child, Duration::from_secs(180), &log);
-    assert!(status.success(), "rade run failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        status.success(),
+        "rade run failed: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     let lake = read_lake(&setup.lake());
     let dlq = read_topic(&setup.dlq);
@@ -98,13 +122,20 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
     assert_eq!(produced.len(), lake.len() + dlq.len());
     assert_committed_to_end(&setup.group, &setup.raw_topics);
     // Files are laid out by event hour, so three hours of readings span several partitions.
-    let hours: std::collections::BTreeSet<_> =
-        parquet_files(&setup.lake().join("raw")).iter().filter_map(|p| p.parent().map(|d| d.to_path_buf())).collect();
+    let hours: std::collections::BTreeSet<_> = parquet_files(&setup.lake().join("raw"))
+        .iter()
+        .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+        .collect();
     assert!(hours.len() >= KINDS.len() * 3, "only {} hour directories", hours.len());
 }
 
 /// Produces `n` records per batch in the background, paced so that a worker is mid-stream.
-fn paced_producer(prefix: String, mut sim: Simulator, batches: usize, n: usize) -> tokio::task::JoinHandle<Vec<Produced>> {
+fn paced_producer(
+    prefix: String,
+    mut sim: Simulator,
+    batches: usize,
+    n: usize,
+) -> tokio::task::JoinHandle<Vec<Produced>> {
     let mut all = Vec::new();
     let now = now_ms();
     for b in 0..batches {
@@ -140,26 +171,45 @@ async fn restart_mid_stream(sig: i32) {
     // Stop the worker once it has made some files durable and while records still arrive.
     let lake = setup.lake();
     assert!(
-        wait_until(Duration::from_secs(120), || parquet_files(&lake.join("raw")).len() >= 10),
+        wait_until(Duration::from_secs(120), || parquet_files(&lake.join("raw")).len()
+            >= 10),
         "the worker wrote no file: {}",
         std::fs::read_to_string(&first_log).unwrap_or_default()
     );
-    assert!(!producer.is_finished(), "the producer finished before the stop: not mid-stream");
+    assert!(
+        !producer.is_finished(),
+        "the producer finished before the stop: not mid-stream"
+    );
     let stopped_at = Instant::now();
     signal(&first, sig);
     let status = wait_exit(&mut first, Duration::from_secs(40), &first_log);
     if sig == 15 {
-        assert!(status.success(), "SIGTERM must end in a clean exit: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
-        assert!(stopped_at.elapsed() < Duration::from_secs(30), "shutdown took {:?}", stopped_at.elapsed());
+        assert!(
+            status.success(),
+            "SIGTERM must end in a clean exit: {}",
+            std::fs::read_to_string(&first_log).unwrap_or_default()
+        );
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(30),
+            "shutdown took {:?}",
+            stopped_at.elapsed()
+        );
         let log = std::fs::read_to_string(&first_log).unwrap_or_default();
         assert!(log.contains("worker stopped"), "{log}");
     }
     let produced = producer.await.expect("producer task");
 
     let second_log = setup.log("second.log");
-    let mut second = spawn_rade(&["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"], &second_log);
+    let mut second = spawn_rade(
+        &["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"],
+        &second_log,
+    );
     let status = wait_exit(&mut second, Duration::from_secs(180), &second_log);
-    assert!(status.success(), "restart failed: {}", std::fs::read_to_string(&second_log).unwrap_or_default());
+    assert!(
+        status.success(),
+        "restart failed: {}",
+        std::fs::read_to_string(&second_log).unwrap_or_default()
+    );
 
     let rows = read_lake(&setup.lake());
     let dlq = read_topic(&setup.dlq);

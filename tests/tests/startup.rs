@@ -19,7 +19,11 @@ fn stderr(o: &Output) -> String {
 
 fn config(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("rade.toml");
-    std::fs::write(&path, format!("[schemas]\ndir = \"{}\"\n{text}", schemas_dir().display())).expect("write");
+    std::fs::write(
+        &path,
+        format!("[schemas]\ndir = \"{}\"\n{text}", schemas_dir().display()),
+    )
+    .expect("write");
     path.display().to_string()
 }
 
@@ -31,7 +35,10 @@ fn an_unknown_key_is_named_by_check_and_run() {
         let out = rade(&[cmd, "--config", &path], &[]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = stderr(&out);
-        assert!(err.contains("bootstrap_server") && err.contains("rade.toml"), "{cmd}: {err}");
+        assert!(
+            err.contains("bootstrap_server") && err.contains("rade.toml"),
+            "{cmd}: {err}"
+        );
     }
 }
 
@@ -70,12 +77,18 @@ fn an_unreachable_broker_is_named() {
     let lake = dir.path().join("lake");
     let path = config(
         dir.path(),
-        &format!("[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[worker]\nconnect_timeout = \"2s\"\n[lake]\nurl = \"{}\"\n", lake.display()),
+        &format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[worker]\nconnect_timeout = \"2s\"\n[lake]\nurl = \"{}\"\n",
+            lake.display()
+        ),
     );
     let out = rade(&["run", "--config", &path], &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("127.0.0.1:1") && err.contains("cannot reach Kafka"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("cannot reach Kafka"),
+        "{err}"
+    );
 }
 
 #[test]

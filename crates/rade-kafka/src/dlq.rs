@@ -16,13 +16,31 @@ pub fn dlq_headers(record: &DlqRecord<'_>, reject: &Reject) -> OwnedHeaders {
     let partition = record.partition.to_string();
     let offset = record.offset.to_string();
     let mut h = OwnedHeaders::new_with_capacity(6)
-        .insert(Header { key: "rade.reason", value: Some(reject.reason.as_str()) })
-        .insert(Header { key: "rade.detail", value: Some(reject.detail.as_str()) })
-        .insert(Header { key: "rade.source.topic", value: Some(record.topic) })
-        .insert(Header { key: "rade.source.partition", value: Some(partition.as_str()) })
-        .insert(Header { key: "rade.source.offset", value: Some(offset.as_str()) });
+        .insert(Header {
+            key: "rade.reason",
+            value: Some(reject.reason.as_str()),
+        })
+        .insert(Header {
+            key: "rade.detail",
+            value: Some(reject.detail.as_str()),
+        })
+        .insert(Header {
+            key: "rade.source.topic",
+            value: Some(record.topic),
+        })
+        .insert(Header {
+            key: "rade.source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "rade.source.offset",
+            value: Some(offset.as_str()),
+        });
     if let Some(id) = reject.schema_id {
-        h = h.insert(Header { key: "rade.schema.id", value: Some(id.to_string().as_str()) });
+        h = h.insert(Header {
+            key: "rade.schema.id",
+            value: Some(id.to_string().as_str()),
+        });
     }
     h
 }

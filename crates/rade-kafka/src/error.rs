@@ -2,13 +2,25 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot reach Kafka at {bootstrap} within {timeout_s} s: {source}")]
-    Unreachable { bootstrap: String, timeout_s: u64, source: rdkafka::error::KafkaError },
+    Unreachable {
+        bootstrap: String,
+        timeout_s: u64,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("Kafka client error while {doing}: {source}")]
-    Kafka { doing: String, source: rdkafka::error::KafkaError },
+    Kafka {
+        doing: String,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("topic {topic} has no kind in the catalog (expected {prefix}<kind>)")]
     UnknownTopic { topic: String, prefix: String },
     #[error("the DLQ did not acknowledge a reject from {topic}/{partition}@{offset}: {source}")]
-    Dlq { topic: String, partition: i32, offset: i64, source: rdkafka::error::KafkaError },
+    Dlq {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("lake write failed: {0}")]
     Lake(#[from] rade_lake::Error),
     #[error("the worker thread failed: {0}")]
@@ -17,7 +29,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn kafka(doing: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
-        Error::Kafka { doing: doing.into(), source }
+        Error::Kafka {
+            doing: doing.into(),
+            source,
+        }
     }
 }
 

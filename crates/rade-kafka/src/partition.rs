@@ -15,7 +15,11 @@ pub(crate) struct Durable {
 
 impl Durable {
     pub(crate) fn new(files: &[RawFile], from_offset: i64) -> Self {
-        let files: Vec<_> = files.iter().filter(|f| f.end >= from_offset).map(|f| (f.hour, f.start, f.end)).collect();
+        let files: Vec<_> = files
+            .iter()
+            .filter(|f| f.end >= from_offset)
+            .map(|f| (f.hour, f.start, f.end))
+            .collect();
         let max_end = files.iter().map(|f| f.2).max().unwrap_or(-1);
         Durable { files, max_end }
     }
@@ -23,7 +27,11 @@ impl Durable {
     /// A valid row is durable when a file of its hour covers its offset: a file holds every
     /// row of its range and hour except those already in an older file of that hour.
     fn holds_row(&self, hour: i64, offset: i64) -> bool {
-        offset <= self.max_end && self.files.iter().any(|&(h, s, e)| h == hour && s <= offset && offset <= e)
+        offset <= self.max_end
+            && self
+                .files
+                .iter()
+                .any(|&(h, s, e)| h == hour && s <= offset && offset <= e)
     }
 
     /// A reject is durable when any file covers its offset: rejects of a flush are
@@ -57,7 +65,13 @@ pub(crate) enum Handled {
 }
 
 impl PartitionState {
-    pub(crate) fn new(topic: Arc<str>, partition: i32, decoder: Decoder, start_offset: Option<i64>, durable: Durable) -> Self {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        partition: i32,
+        decoder: Decoder,
+        start_offset: Option<i64>,
+        durable: Durable,
+    ) -> Self {
         PartitionState {
             topic,
             partition,
@@ -85,8 +99,19 @@ impl PartitionState {
             return Handled::AlreadyDurable;
         }
         let kind = self.decoder.kind();
-        let builder = self.buffers.entry(hour).or_insert_with(|| RowBatchBuilder::new(kind.clone(), 1024));
-        builder.push(row, Lineage { topic: &self.topic, partition: self.partition, offset, ingested_at_ms });
+        let builder = self
+            .buffers
+            .entry(hour)
+            .or_insert_with(|| RowBatchBuilder::new(kind.clone(), 1024));
+        builder.push(
+            row,
+            Lineage {
+                topic: &self.topic,
+                partition: self.partition,
+                offset,
+                ingested_at_ms,
+            },
+        );
         Handled::Buffered
     }
 

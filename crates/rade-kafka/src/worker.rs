@@ -92,7 +92,10 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("group", &self.kafka.group_id).field("lake", &self.lake.url()).finish()
+        f.debug_struct("Worker")
+            .field("group", &self.kafka.group_id)
+            .field("lake", &self.lake.url())
+            .finish()
     }
 }
 
@@ -108,7 +111,14 @@ impl Worker {
         lake: Lake,
         metrics: Metrics,
     ) -> Self {
-        Worker { kafka, config, catalog, limits, lake, metrics }
+        Worker {
+            kafka,
+            config,
+            catalog,
+            limits,
+            lake,
+            metrics,
+        }
     }
 
     /// The raw topics this worker subscribes to, with their decoders.
@@ -129,7 +139,12 @@ impl Worker {
         };
         Ok(kinds
             .into_iter()
-            .map(|k| (self.kafka.raw_topic(&k.kind), Decoder::new(self.catalog.clone(), k, self.limits)))
+            .map(|k| {
+                (
+                    self.kafka.raw_topic(&k.kind),
+                    Decoder::new(self.catalog.clone(), k, self.limits),
+                )
+            })
             .collect())
     }
 
@@ -143,7 +158,9 @@ impl Worker {
             .set("acks", "all")
             .set("linger.ms", "20")
             .set("compression.type", "zstd");
-        let dlq: FutureProducer = producer_config.create().map_err(|e| Error::kafka("creating the DLQ producer", e))?;
+        let dlq: FutureProducer = producer_config
+            .create()
+            .map_err(|e| Error::kafka("creating the DLQ producer", e))?;
 
         let pipeline = Arc::new(Mutex::new(Pipeline {
             partitions: HashMap::new(),
@@ -172,19 +189,25 @@ impl Worker {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
         let consumer: IngestConsumer = consumer_config
-            .create_with_context(IngestContext { pipeline: pipeline.clone() })
+            .create_with_context(IngestContext {
+                pipeline: pipeline.clone(),
+            })
             .map_err(|e| Error::kafka("creating the consumer", e))?;
 
         // librdkafka retries an unreachable broker forever; a worker that cannot reach its
         // cluster at startup should say so and stop instead.
-        consumer.fetch_metadata(None, self.config.connect_timeout).map_err(|source| Error::Unreachable {
-            bootstrap: self.kafka.bootstrap_servers.clone(),
-            timeout_s: self.config.connect_timeout.as_secs(),
-            source,
-        })?;
+        consumer
+            .fetch_metadata(None, self.config.connect_timeout)
+            .map_err(|source| Error::Unreachable {
+                bootstrap: self.kafka.bootstrap_servers.clone(),
+                timeout_s: self.config.connect_timeout.as_secs(),
+                source,
+            })?;
         let topics: Vec<String> = lock(&pipeline).decoders.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_refs).map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
+        consumer
+            .subscribe(&topic_refs)
+            .map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
         info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.url(), "worker joined");
 
         let result = poll_loop(&consumer, &pipeline, stop_when, &stop);
@@ -220,7 +243,12 @@ fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
 /// How often size, age and end-of-input are checked while messages flow.
 const CHECK_EVERY: u32 = 1024;
 
-fn poll_loop(consumer: &IngestConsumer, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, stop: &AtomicBool) -> Result<()> {
+fn poll_loop(
+    consumer: &IngestConsumer,
+    pipeline: &Mutex<Pipeline>,
+    stop_when: StopWhen,
+    stop: &AtomicBool,
+) -> Result<()> {
     let mut since_check = 0u32;
     let mut last_caught_up_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -319,9 +347,22 @@ impl Tally {
 
 impl Pipeline {
     fn handle(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        let Pipeline { partitions, dlq, dlq_topic, pending_dlq, summary, tally, first_pending_at, .. } = self;
+        let Pipeline {
+            partitions,
+            dlq,
+            dlq_topic,
+            pending_dlq,
+            summary,
+            tally,
+            first_pending_at,
+            ..
+        } = self;
         let Some(state) = partitions.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
-            warn!(topic = m.topic(), partition = m.partition(), "message from a partition that is not assigned");
+            warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                "message from a partition that is not assigned"
+            );
             return;
         };
         first_pending_at.get_or_insert_with(Instant::now);
@@ -355,8 +396,13 @@ impl Pipeline {
                 if !state.push_reject(offset) {
                     return;
                 }
-                let record =
-                    DlqRecord { key: m.key(), value: m.payload(), topic: m.topic(), partition: m.partition(), offset };
+                let record = DlqRecord {
+                    key: m.key(),
+                    value: m.payload(),
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset,
+                };
                 let headers = dlq_headers(&record, &reject);
                 let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
                 if let Some(k) = record.key {
@@ -392,13 +438,19 @@ impl Pipeline {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.partitions.values().flat_map(|t| t.values()).map(PartitionState::buffered_bytes).sum()
+        self.partitions
+            .values()
+            .flat_map(|t| t.values())
+            .map(PartitionState::buffered_bytes)
+            .sum()
     }
 
     /// Seals when the buffer is full or old enough, and commits what has become durable.
     fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics);
-        let old = self.first_pending_at.is_some_and(|t| t.elapsed() >= self.config.flush_interval);
+        let old = self
+            .first_pending_at
+            .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
         if old || self.buffered_bytes() >= self.config.flush_size.as_u64() as usize {
             self.seal();
         }
@@ -430,7 +482,12 @@ impl Pipeline {
             // proves to a later replay that the rejects of that range are in the DLQ.
             let mut dlq_acked = 0;
             for (delivery, topic, partition, offset) in dlq {
-                let fail = |source| Error::Dlq { topic: topic.to_string(), partition, offset, source };
+                let fail = |source| Error::Dlq {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    source,
+                };
                 match delivery.await {
                     Ok(Ok(_)) => dlq_acked += 1,
                     Ok(Err((e, _))) => return Err(fail(e)),
@@ -447,7 +504,11 @@ impl Pipeline {
                 .await?;
             Ok(FlushOutcome { dlq_acked, written })
         });
-        self.in_flight.push_back(InFlight { task, offsets, sealed_at: Instant::now() });
+        self.in_flight.push_back(InFlight {
+            task,
+            offsets,
+            sealed_at: Instant::now(),
+        });
     }
 
     /// Commits the finished flushes at the head of the queue; with `wait`, all of them.
@@ -462,8 +523,13 @@ impl Pipeline {
     }
 
     fn complete_one(&mut self, consumer: &IngestConsumer) -> Result<()> {
-        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
-        let outcome = self.runtime.block_on(flight.task).map_err(|e| Error::Thread(e.to_string()))??;
+        let Some(flight) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcome = self
+            .runtime
+            .block_on(flight.task)
+            .map_err(|e| Error::Thread(e.to_string()))??;
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
         for w in &outcome.written {
@@ -499,27 +565,41 @@ impl Pipeline {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(10))
             .map_err(|e| Error::kafka("reading committed offsets", e))?;
-        info!(partitions = tpl.count(), "partitions assigned; reading what the lake already holds");
+        info!(
+            partitions = tpl.count(),
+            "partitions assigned; reading what the lake already holds"
+        );
         let mut listed: HashMap<String, Vec<RawFile>> = HashMap::new();
         for elem in committed.elements() {
             let topic = elem.topic().to_owned();
             let Some(decoder) = self.decoders.get(&topic).cloned() else {
-                return Err(Error::UnknownTopic { topic, prefix: String::new() });
+                return Err(Error::UnknownTopic {
+                    topic,
+                    prefix: String::new(),
+                });
             };
             if !listed.contains_key(&topic) {
-                let files = self.runtime.block_on(self.lake.raw_files(&decoder.kind().kind, &topic))?;
+                let files = self
+                    .runtime
+                    .block_on(self.lake.raw_files(&decoder.kind().kind, &topic))?;
                 listed.insert(topic.clone(), files);
             }
             let start = match elem.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let files: Vec<RawFile> =
-                listed[&topic].iter().filter(|f| f.partition == elem.partition()).cloned().collect();
+            let files: Vec<RawFile> = listed[&topic]
+                .iter()
+                .filter(|f| f.partition == elem.partition())
+                .cloned()
+                .collect();
             let durable = Durable::new(&files, start.unwrap_or(0));
             tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
             let state = PartitionState::new(topic.as_str().into(), elem.partition(), decoder, start, durable);
-            self.partitions.entry(topic).or_default().insert(elem.partition(), state);
+            self.partitions
+                .entry(topic)
+                .or_default()
+                .insert(elem.partition(), state);
         }
         Ok(())
     }
@@ -533,7 +613,10 @@ impl Pipeline {
                 t.remove(&elem.partition());
             }
         }
-        info!(partitions = tpl.count(), "partitions revoked after flushing and committing");
+        info!(
+            partitions = tpl.count(),
+            "partitions revoked after flushing and committing"
+        );
         result
     }
 

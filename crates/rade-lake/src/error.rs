@@ -6,7 +6,10 @@ pub enum Error {
     #[error("object store error on {path}: {source}")]
     Store { path: String, source: object_store::Error },
     #[error("cannot encode Parquet for {path}: {source}")]
-    Parquet { path: String, source: parquet::errors::ParquetError },
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
     #[error("query: {0}")]
     Query(String),
     #[error("Parquet encoding task failed: {0}")]

@@ -32,7 +32,10 @@ impl RawFile {
             format!("date={:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
             format!("hour={:02}", t.hour()),
             // Zero-padded offsets so that names sort in offset order.
-            format!("{}__p{}__{:020}-{:020}.parquet", self.topic, self.partition, self.start, self.end),
+            format!(
+                "{}__p{}__{:020}-{:020}.parquet",
+                self.topic, self.partition, self.start, self.end
+            ),
         ] {
             p = p.join(part);
         }
@@ -92,12 +95,22 @@ mod tests {
             "lake/raw/kind=water_level/date=2026-05-28/hour=20/tpm.raw.water_level__p2__00000000000000000017-00000000000000004711.parquet"
         );
         assert_eq!(RawFile::parse(&p), Some(f));
-        assert_eq!(RawFile::parse(&Path::from("lake/raw/kind=x/date=2026-01-01/hour=01/notes.txt")), None);
+        assert_eq!(
+            RawFile::parse(&Path::from("lake/raw/kind=x/date=2026-01-01/hour=01/notes.txt")),
+            None
+        );
     }
 
     #[test]
     fn topics_with_double_underscores_parse() {
-        let f = RawFile { kind: "noise".into(), hour: 10, topic: "a__b".into(), partition: 0, start: 0, end: 0 };
+        let f = RawFile {
+            kind: "noise".into(),
+            hour: 10,
+            topic: "a__b".into(),
+            partition: 0,
+            start: 0,
+            end: 0,
+        };
         assert_eq!(RawFile::parse(&f.path(&Path::default())), Some(f));
     }
 

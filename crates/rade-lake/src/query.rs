@@ -37,12 +37,18 @@ impl Lake {
     pub(crate) fn table_base_url(&self) -> Result<Url> {
         let url = self.url();
         let parsed = if url.starts_with("s3://") {
-            let u = Url::parse(url).map_err(|e| Error::Url { url: url.into(), message: e.to_string() })?;
+            let u = Url::parse(url).map_err(|e| Error::Url {
+                url: url.into(),
+                message: e.to_string(),
+            })?;
             Url::parse(&format!("s3://{}", u.host_str().unwrap_or_default()))
         } else {
             Url::parse("file:///")
         };
-        parsed.map_err(|e| Error::Url { url: url.into(), message: e.to_string() })
+        parsed.map_err(|e| Error::Url {
+            url: url.into(),
+            message: e.to_string(),
+        })
     }
 
     /// The URL of a directory of the lake, as DataFusion lists it.
@@ -58,7 +64,10 @@ impl Lake {
         }
         path.push('/');
         path.push_str(relative);
-        base.join(&path).map_err(|e| Error::Url { url: path, message: e.to_string() })
+        base.join(&path).map_err(|e| Error::Url {
+            url: path,
+            message: e.to_string(),
+        })
     }
 }
 
@@ -75,20 +84,33 @@ mod tests {
     async fn raw_tables_read_back_what_was_written_with_partition_columns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::open(dir.path().to_str().expect("utf-8 path")).expect("lake");
-        let catalog =
-            Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas");
+        let catalog = Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas");
         let kind = catalog.kind("noise").expect("noise").clone();
         let decoder = Decoder::new(Arc::new(catalog.clone()), kind.clone(), DecodeLimits::default());
         let t = 1_780_000_000_000i64;
         let mut b = RowBatchBuilder::new(kind.clone(), 4);
         for (i, level) in [55.5, 61.0].into_iter().enumerate() {
-            let json = format!(
-                r#"{{"sensor_id":"nz-1","observed_at":{t},"latitude":43.1,"longitude":5.9,"LAeq":{level}}}"#
-            );
+            let json =
+                format!(r#"{{"sensor_id":"nz-1","observed_at":{t},"latitude":43.1,"longitude":5.9,"LAeq":{level}}}"#);
             let row = decoder.decode(Some(json.as_bytes()), t).expect("valid");
-            b.push(&row, Lineage { topic: "tpm.raw.noise", partition: 0, offset: i as i64, ingested_at_ms: t });
+            b.push(
+                &row,
+                Lineage {
+                    topic: "tpm.raw.noise",
+                    partition: 0,
+                    offset: i as i64,
+                    ingested_at_ms: t,
+                },
+            );
         }
-        let file = RawFile { kind: "noise".into(), hour: hour_of(t), topic: "tpm.raw.noise".into(), partition: 0, start: 0, end: 1 };
+        let file = RawFile {
+            kind: "noise".into(),
+            hour: hour_of(t),
+            topic: "tpm.raw.noise".into(),
+            partition: 0,
+            start: 0,
+            end: 1,
+        };
         lake.write_raw(&file, vec![b.finish()]).await.expect("written");
         let ctx = query_session(&lake, &catalog).await.expect("session");
         let batches = ctx
@@ -98,10 +120,25 @@ mod tests {
             .collect()
             .await
             .expect("runs");
-        let text = arrow::util::pretty::pretty_format_batches(&batches).expect("prints").to_string();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("prints")
+            .to_string();
         assert!(text.contains("| 61.0 | 2 | 2026-05-28 | 20 |"), "{text}");
         // Other kinds are registered even with no file yet.
-        let empty = ctx.sql("SELECT count(*) FROM raw_water_level").await.expect("plans").collect().await.expect("runs");
-        assert_eq!(arrow::util::pretty::pretty_format_batches(&empty).expect("prints").to_string().matches("| 0 ").count(), 1);
+        let empty = ctx
+            .sql("SELECT count(*) FROM raw_water_level")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        assert_eq!(
+            arrow::util::pretty::pretty_format_batches(&empty)
+                .expect("prints")
+                .to_string()
+                .matches("| 0 ")
+                .count(),
+            1
+        );
     }
 }

@@ -40,7 +40,10 @@ impl Lake {
     /// Opens `url`: `file:///abs/path`, a plain local path, or `s3://bucket/prefix` (credentials,
     /// region and endpoint from the `AWS_*` environment, as every S3 tool reads them).
     pub fn open(url: &str) -> Result<Lake> {
-        let bad = |message: String| Error::Url { url: url.to_owned(), message };
+        let bad = |message: String| Error::Url {
+            url: url.to_owned(),
+            message,
+        };
         let (store, root): (Arc<dyn ObjectStore>, Path) = if let Some(rest) = url.strip_prefix("s3://") {
             let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
             let bucket = parsed.host_str().ok_or_else(|| bad("no bucket in the URL".into()))?;
@@ -55,7 +58,9 @@ impl Lake {
         } else {
             let dir = match url.strip_prefix("file://") {
                 Some(p) => std::path::PathBuf::from(p),
-                None if url.contains("://") => return Err(bad("supported schemes are file://, s3:// and memory://".into())),
+                None if url.contains("://") => {
+                    return Err(bad("supported schemes are file://, s3:// and memory://".into()));
+                }
                 None => std::path::PathBuf::from(url),
             };
             std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
@@ -73,13 +78,21 @@ impl Lake {
     /// A lake on a given store (tests use `InMemory`).
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Lake {
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
+            ))
             // Page statistics and the page index let readers prune on sensor_id and observed_at.
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(1024 * 1024))
             .set_created_by(concat!("rade ", env!("CARGO_PKG_VERSION")).to_owned())
             .build();
-        Lake { store, root, url: url.to_owned(), local_dir: None, props: Arc::new(props) }
+        Lake {
+            store,
+            root,
+            url: url.to_owned(),
+            local_dir: None,
+            props: Arc::new(props),
+        }
     }
 
     /// The URL the lake was opened with.
@@ -107,11 +120,17 @@ impl Lake {
             .await?
             .map_err(|source| Error::Parquet { path: shown, source })?;
         let size = bytes.len() as u64;
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
             Ok(_) => Ok(Written::Created { bytes: size }),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::AlreadyThere),
-            Err(source) => Err(Error::Store { path: path.to_string(), source }),
+            Err(source) => Err(Error::Store {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -123,7 +142,10 @@ impl Lake {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|source| Error::Store { path: prefix.to_string(), source })?;
+            .map_err(|source| Error::Store {
+                path: prefix.to_string(),
+                source,
+            })?;
         let mut files: Vec<RawFile> = metas
             .iter()
             .filter_map(|m| RawFile::parse(&m.location))
@@ -135,18 +157,29 @@ impl Lake {
 
     /// Writes and deletes a probe object, to tell at startup that the lake takes writes.
     pub async fn check_writable(&self) -> Result<()> {
-        let path = self.root.clone().join("_rade").join(format!("probe-{}", std::process::id()));
-        let err = |source| Error::Store { path: path.to_string(), source };
-        self.store.put(&path, PutPayload::from_static(b"ok")).await.map_err(err)?;
+        let path = self
+            .root
+            .clone()
+            .join("_rade")
+            .join(format!("probe-{}", std::process::id()));
+        let err = |source| Error::Store {
+            path: path.to_string(),
+            source,
+        };
+        self.store
+            .put(&path, PutPayload::from_static(b"ok"))
+            .await
+            .map_err(err)?;
         self.store.delete(&path).await.map_err(err)?;
         Ok(())
     }
 }
 
 fn encode(batches: &[RecordBatch], props: Arc<WriterProperties>) -> Result<Bytes, parquet::errors::ParquetError> {
-    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| {
-        parquet::errors::ParquetError::General("no rows to write".into())
-    })?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| parquet::errors::ParquetError::General("no rows to write".into()))?;
     let mut buf = Vec::with_capacity(batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() / 4);
     let mut writer = ArrowWriter::try_new(&mut buf, schema, Some((*props).clone()))?;
     for b in batches {
@@ -173,27 +206,63 @@ mod tests {
     }
 
     fn file(start: i64, end: i64) -> RawFile {
-        RawFile { kind: "noise".into(), hour: hour_of(1_780_000_000_000), topic: "t".into(), partition: 1, start, end }
+        RawFile {
+            kind: "noise".into(),
+            hour: hour_of(1_780_000_000_000),
+            topic: "t".into(),
+            partition: 1,
+            start,
+            end,
+        }
     }
 
     #[tokio::test]
     async fn writes_create_only_and_lists_per_partition() {
         let lake = Lake::new(Arc::new(InMemory::new()), Path::from("root"), "memory://");
-        assert!(matches!(lake.write_raw(&file(0, 9), vec![batch(10)]).await, Ok(Written::Created { .. })));
-        assert_eq!(lake.write_raw(&file(0, 9), vec![batch(10)]).await.expect("ok"), Written::AlreadyThere);
+        assert!(matches!(
+            lake.write_raw(&file(0, 9), vec![batch(10)]).await,
+            Ok(Written::Created { .. })
+        ));
+        assert_eq!(
+            lake.write_raw(&file(0, 9), vec![batch(10)]).await.expect("ok"),
+            Written::AlreadyThere
+        );
         lake.write_raw(&file(10, 19), vec![batch(3)]).await.expect("written");
-        let other = RawFile { partition: 2, ..file(0, 5) };
+        let other = RawFile {
+            partition: 2,
+            ..file(0, 5)
+        };
         lake.write_raw(&other, vec![batch(1)]).await.expect("written");
-        lake.write_raw(&RawFile { topic: "u".into(), ..file(0, 5) }, vec![batch(1)]).await.expect("written");
+        lake.write_raw(
+            &RawFile {
+                topic: "u".into(),
+                ..file(0, 5)
+            },
+            vec![batch(1)],
+        )
+        .await
+        .expect("written");
         let files = lake.raw_files("noise", "t").await.expect("listed");
         assert_eq!(files, vec![file(0, 9), file(10, 19), other]);
 
         let (store, _) = lake.store();
-        let bytes = store.get(&file(0, 9).path(&Path::from("root"))).await.expect("get").bytes().await.expect("bytes");
+        let bytes = store
+            .get(&file(0, 9).path(&Path::from("root")))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet");
         let meta = reader.metadata().clone();
         assert_eq!(meta.file_metadata().num_rows(), 10);
-        assert!(meta.row_group(0).column(0).compression().to_string().starts_with("ZSTD"));
+        assert!(
+            meta.row_group(0)
+                .column(0)
+                .compression()
+                .to_string()
+                .starts_with("ZSTD")
+        );
         assert!(meta.row_group(0).column(0).statistics().is_some());
     }
 }

@@ -18,7 +18,11 @@ pub(crate) fn lineage_fields() -> [Field; 4] {
         Field::new(LINEAGE_COLUMNS[0], DataType::Utf8, false),
         Field::new(LINEAGE_COLUMNS[1], DataType::Int32, false),
         Field::new(LINEAGE_COLUMNS[2], DataType::Int64, false),
-        Field::new(LINEAGE_COLUMNS[3], DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            LINEAGE_COLUMNS[3],
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
     ]
 }
 
@@ -51,8 +55,12 @@ impl Column {
             FieldType::Long => Column::I64(Int64Builder::with_capacity(capacity)),
             FieldType::Boolean => Column::Bool(BooleanBuilder::with_capacity(capacity)),
             FieldType::String => Column::Str(StringBuilder::with_capacity(capacity, capacity * 16)),
-            FieldType::TimestampMillis => Column::Ts(TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC")),
-            FieldType::Enum(symbols) => Column::Enum(StringBuilder::with_capacity(capacity, capacity * 8), symbols.clone()),
+            FieldType::TimestampMillis => {
+                Column::Ts(TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"))
+            }
+            FieldType::Enum(symbols) => {
+                Column::Enum(StringBuilder::with_capacity(capacity, capacity * 8), symbols.clone())
+            }
         }
     }
 
@@ -110,7 +118,10 @@ pub struct RowBatchBuilder {
 
 impl std::fmt::Debug for RowBatchBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RowBatchBuilder").field("kind", &self.kind.kind).field("rows", &self.rows).finish()
+        f.debug_struct("RowBatchBuilder")
+            .field("kind", &self.kind.kind)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 

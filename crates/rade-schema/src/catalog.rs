@@ -107,30 +107,45 @@ impl Catalog {
     /// Loads `catalog.toml` and every schema it lists from `dir`; reports every problem at once.
     pub fn load(dir: &Path) -> Result<Catalog> {
         let catalog_path = dir.join("catalog.toml");
-        let text = std::fs::read_to_string(&catalog_path)
-            .map_err(|source| Error::Io { path: catalog_path.clone(), source })?;
-        let file: CatalogFile = toml::from_str(&text)
-            .map_err(|e| Error::Invalid { path: catalog_path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&catalog_path).map_err(|source| Error::Io {
+            path: catalog_path.clone(),
+            source,
+        })?;
+        let file: CatalogFile = toml::from_str(&text).map_err(|e| Error::Invalid {
+            path: catalog_path.clone(),
+            message: e.to_string(),
+        })?;
         let mut problems = Vec::new();
         let mut schemas = Vec::new();
         for entry in file.schema {
             let path = dir.join(&entry.file);
             let loaded = std::fs::read_to_string(&path)
-                .map_err(|source| Error::Io { path: path.clone(), source })
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })
                 .and_then(|text| KindSchema::parse(&entry.kind, entry.id, &text, &path));
             match loaded {
                 Ok(kind) => schemas.push(kind),
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let catalog = Catalog::from_schemas(schemas)
-            .map_err(|message| Error::Invalid { path: catalog_path.clone(), message });
+        let catalog = Catalog::from_schemas(schemas).map_err(|message| Error::Invalid {
+            path: catalog_path.clone(),
+            message,
+        });
         match catalog {
             Ok(c) if problems.is_empty() => Ok(c),
-            Ok(_) => Err(Error::Invalid { path: dir.to_path_buf(), message: problems.join("; ") }),
+            Ok(_) => Err(Error::Invalid {
+                path: dir.to_path_buf(),
+                message: problems.join("; "),
+            }),
             Err(e) => {
                 problems.push(e.to_string());
-                Err(Error::Invalid { path: dir.to_path_buf(), message: problems.join("; ") })
+                Err(Error::Invalid {
+                    path: dir.to_path_buf(),
+                    message: problems.join("; "),
+                })
             }
         }
     }
@@ -145,7 +160,10 @@ impl Catalog {
         for schema in schemas {
             let schema = Arc::new(schema);
             if let Some(other) = catalog.by_id.insert(schema.id, schema.clone()) {
-                return Err(format!("schema id {} is used by both {} and {}", schema.id, other.kind, schema.kind));
+                return Err(format!(
+                    "schema id {} is used by both {} and {}",
+                    schema.id, other.kind, schema.kind
+                ));
             }
             catalog.by_fingerprint.insert(schema.fingerprint, schema.clone());
             if schema.kind == ALERT_KIND {
@@ -191,7 +209,10 @@ impl Catalog {
 impl KindSchema {
     /// Parses one `.avsc`; `path` only names the file in errors.
     pub fn parse(kind: &str, id: u32, text: &str, path: &Path) -> Result<KindSchema> {
-        let invalid = |message: String| Error::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| Error::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let avro = AvroSchema::parse_str(text).map_err(|e| invalid(format!("not a valid Avro schema: {e}")))?;
         let AvroSchema::Record(record) = &avro else {
             return Err(invalid("the top-level schema must be a record".into()));
@@ -210,7 +231,10 @@ impl KindSchema {
                 t => (false, t),
             };
             let Some(ty) = FieldType::from_avro(inner) else {
-                problems.push(format!("field `{}`: type {:?} is not supported in a sensor schema", f.name, inner));
+                problems.push(format!(
+                    "field `{}`: type {:?} is not supported in a sensor schema",
+                    f.name, inner
+                ));
                 continue;
             };
             let mut number = |key: &str| -> Option<f64> {
@@ -228,8 +252,19 @@ impl KindSchema {
                     problems.push(format!("field `{}`: rade.min {lo} is above rade.max {hi}", f.name));
                 }
             }
-            let unit = f.custom_attributes.get("rade.unit").and_then(|v| v.as_str()).map(str::to_owned);
-            fields.push(FieldSpec { name: f.name.clone(), ty, nullable, min, max, unit });
+            let unit = f
+                .custom_attributes
+                .get("rade.unit")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            fields.push(FieldSpec {
+                name: f.name.clone(),
+                ty,
+                nullable,
+                min,
+                max,
+                unit,
+            });
         }
         let observed_at = fields.iter().position(|f| f.name == "observed_at");
         if kind != ALERT_KIND {
@@ -249,8 +284,10 @@ impl KindSchema {
         }
         let fp = avro.fingerprint::<Rabin>();
         let fingerprint = u64::from_le_bytes(fp.bytes[..8].try_into().expect("a Rabin fingerprint is 8 bytes"));
-        let mut columns: Vec<Field> =
-            fields.iter().map(|f| Field::new(&f.name, f.ty.arrow(), f.nullable)).collect();
+        let mut columns: Vec<Field> = fields
+            .iter()
+            .map(|f| Field::new(&f.name, f.ty.arrow(), f.nullable))
+            .collect();
         columns.extend(lineage_fields());
         Ok(KindSchema {
             kind: kind.to_owned(),
@@ -303,7 +340,9 @@ pub(crate) mod tests {
         let text = r#"{"type":"record","name":"X","fields":[{"name":"sensor_id","type":"string"},
             {"name":"observed_at","type":{"type":"long","logicalType":"timestamp-millis"}},
             {"name":"tags","type":{"type":"array","items":"string"}}]}"#;
-        let err = KindSchema::parse("x", 1, text, Path::new("schemas/x.avsc")).unwrap_err().to_string();
+        let err = KindSchema::parse("x", 1, text, Path::new("schemas/x.avsc"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("schemas/x.avsc"), "{err}");
         assert!(err.contains("`tags`"), "{err}");
     }
@@ -311,7 +350,9 @@ pub(crate) mod tests {
     #[test]
     fn refuses_a_non_numeric_range() {
         let text = LEVEL.replace(r#""rade.min":0}"#, r#""rade.min":"zero"}"#);
-        let err = KindSchema::parse("water_level", 1, &text, Path::new("w.avsc")).unwrap_err().to_string();
+        let err = KindSchema::parse("water_level", 1, &text, Path::new("w.avsc"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`flow`") && err.contains("rade.min"), "{err}");
     }
 

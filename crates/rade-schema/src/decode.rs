@@ -89,20 +89,30 @@ impl Decoder {
         if value.len() > self.limits.max_message_bytes {
             return Err(Reject::new(
                 RejectReason::TooLarge,
-                format!("value of {} bytes is above the limit of {} bytes", value.len(), self.limits.max_message_bytes),
+                format!(
+                    "value of {} bytes is above the limit of {} bytes",
+                    value.len(),
+                    self.limits.max_message_bytes
+                ),
             ));
         }
         let Some(format) = WireFormat::detect(value) else {
             return Err(Reject::new(
                 RejectReason::Malformed,
-                format!("unrecognised wire format: first byte 0x{:02x} is neither Confluent (0x00), single-object (0xC3 0x01) nor JSON", value[0]),
+                format!(
+                    "unrecognised wire format: first byte 0x{:02x} is neither Confluent (0x00), single-object (0xC3 0x01) nor JSON",
+                    value[0]
+                ),
             ));
         };
         let kind = &*self.kind;
         let values = match format {
             WireFormat::Confluent => {
                 let Some(id) = value.get(1..5) else {
-                    return Err(Reject::new(RejectReason::Malformed, "Confluent frame shorter than its 5-byte header"));
+                    return Err(Reject::new(
+                        RejectReason::Malformed,
+                        "Confluent frame shorter than its 5-byte header",
+                    ));
                 };
                 let id = u32::from_be_bytes(id.try_into().expect("a 4-byte slice"));
                 self.check_writer(self.catalog.by_id(id), &format!("schema id {id}"))
@@ -111,7 +121,10 @@ impl Decoder {
             }
             WireFormat::SingleObject => {
                 let Some(fp) = value.get(2..10) else {
-                    return Err(Reject::new(RejectReason::Malformed, "single-object frame shorter than its 10-byte header"));
+                    return Err(Reject::new(
+                        RejectReason::Malformed,
+                        "single-object frame shorter than its 10-byte header",
+                    ));
                 };
                 let fp = u64::from_le_bytes(fp.try_into().expect("an 8-byte slice"));
                 self.check_writer(self.catalog.by_fingerprint(fp), &format!("fingerprint {fp:016x}"))?;
@@ -120,16 +133,26 @@ impl Decoder {
             WireFormat::Json => decode_json(kind, value)?,
         };
         let observed_at_ms = validate(kind, &values, &self.limits, now_ms)?;
-        Ok(Row { values, observed_at_ms, format })
+        Ok(Row {
+            values,
+            observed_at_ms,
+            format,
+        })
     }
 
     /// The writer schema must be the topic's own kind: the body is decoded with it.
     fn check_writer(&self, writer: Option<&Arc<KindSchema>>, what: &str) -> Result<(), Reject> {
         match writer {
-            None => Err(Reject::new(RejectReason::UnknownSchema, format!("{what} is not in the catalog"))),
+            None => Err(Reject::new(
+                RejectReason::UnknownSchema,
+                format!("{what} is not in the catalog"),
+            )),
             Some(w) if w.id != self.kind.id => Err(Reject::new(
                 RejectReason::SchemaMismatch,
-                format!("{what} is the {} schema but this topic carries {}", w.kind, self.kind.kind),
+                format!(
+                    "{what} is the {} schema but this topic carries {}",
+                    w.kind, self.kind.kind
+                ),
             )),
             Some(_) => Ok(()),
         }
@@ -148,12 +171,16 @@ struct AvroReader<'a> {
 
 impl<'a> AvroReader<'a> {
     fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], Reject> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            malformed(format!(
-                "truncated Avro body: field `{field}` needs {n} bytes, {} left",
-                self.buf.len() - self.pos
-            ))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                malformed(format!(
+                    "truncated Avro body: field `{field}` needs {n} bytes, {} left",
+                    self.buf.len() - self.pos
+                ))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -193,15 +220,20 @@ impl<'a> AvroReader<'a> {
             },
             FieldType::String => {
                 let len = self.long(name)?;
-                let len = usize::try_from(len).map_err(|_| malformed(format!("field `{name}`: negative string length {len}")))?;
+                let len = usize::try_from(len)
+                    .map_err(|_| malformed(format!("field `{name}`: negative string length {len}")))?;
                 let bytes = self.take(len, name)?;
-                let s = std::str::from_utf8(bytes).map_err(|e| malformed(format!("field `{name}`: invalid UTF-8: {e}")))?;
+                let s =
+                    std::str::from_utf8(bytes).map_err(|e| malformed(format!("field `{name}`: invalid UTF-8: {e}")))?;
                 Value::Str(Cow::Borrowed(s))
             }
             FieldType::Enum(symbols) => {
                 let i = self.int(name)?;
                 if i < 0 || i as usize >= symbols.len() {
-                    return Err(malformed(format!("field `{name}`: enum index {i} outside its {} symbols", symbols.len())));
+                    return Err(malformed(format!(
+                        "field `{name}`: enum index {i} outside its {} symbols",
+                        symbols.len()
+                    )));
                 }
                 Value::Symbol(i as u32)
             }
@@ -221,13 +253,22 @@ fn decode_avro<'a>(kind: &KindSchema, body: &'a [u8]) -> Result<Vec<Value<'a>>, 
                     continue;
                 }
                 1 => {}
-                b => return Err(malformed(format!("field `{}`: union branch {b} of a [null, T] union", f.name))),
+                b => {
+                    return Err(malformed(format!(
+                        "field `{}`: union branch {b} of a [null, T] union",
+                        f.name
+                    )));
+                }
             }
         }
         values.push(r.value(f)?);
     }
     if r.pos != body.len() {
-        return Err(malformed(format!("{} trailing bytes after the {} record", body.len() - r.pos, kind.kind)));
+        return Err(malformed(format!(
+            "{} trailing bytes after the {} record",
+            body.len() - r.pos,
+            kind.kind
+        )));
     }
     Ok(values)
 }
@@ -239,9 +280,17 @@ fn decode_json<'a>(kind: &KindSchema, value: &[u8]) -> Result<Vec<Value<'a>>, Re
     for f in &kind.fields {
         let v = match object.get(&f.name) {
             None | Some(serde_json::Value::Null) if f.nullable => Value::Null,
-            None => return Err(Reject::new(RejectReason::MissingField, format!("field `{}` is missing", f.name))),
+            None => {
+                return Err(Reject::new(
+                    RejectReason::MissingField,
+                    format!("field `{}` is missing", f.name),
+                ));
+            }
             Some(serde_json::Value::Null) => {
-                return Err(Reject::new(RejectReason::MissingField, format!("field `{}` is null but not optional", f.name)));
+                return Err(Reject::new(
+                    RejectReason::MissingField,
+                    format!("field `{}` is null but not optional", f.name),
+                ));
             }
             Some(v) => json_value(f, v)?,
         };
@@ -253,22 +302,31 @@ fn decode_json<'a>(kind: &KindSchema, value: &[u8]) -> Result<Vec<Value<'a>>, Re
 fn json_value<'a>(f: &FieldSpec, v: &serde_json::Value) -> Result<Value<'a>, Reject> {
     use serde_json::Value as J;
     let mismatch = |expected: &str| {
-        Reject::new(RejectReason::SchemaMismatch, format!("field `{}`: expected {expected}, found {}", f.name, short(v)))
+        Reject::new(
+            RejectReason::SchemaMismatch,
+            format!("field `{}`: expected {expected}, found {}", f.name, short(v)),
+        )
     };
     Ok(match (&f.ty, v) {
         (FieldType::Double, J::Number(n)) => Value::Double(n.as_f64().ok_or_else(|| mismatch("a number"))?),
         (FieldType::Float, J::Number(n)) => Value::Float(n.as_f64().ok_or_else(|| mismatch("a number"))? as f32),
-        (FieldType::Int, J::Number(n)) => {
-            Value::Int(n.as_i64().and_then(|i| i32::try_from(i).ok()).ok_or_else(|| mismatch("a 32-bit integer"))?)
-        }
+        (FieldType::Int, J::Number(n)) => Value::Int(
+            n.as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+                .ok_or_else(|| mismatch("a 32-bit integer"))?,
+        ),
         (FieldType::Long, J::Number(n)) => Value::Long(n.as_i64().ok_or_else(|| mismatch("an integer"))?),
-        (FieldType::TimestampMillis, J::Number(n)) => {
-            Value::Long(n.as_i64().ok_or_else(|| mismatch("milliseconds since the epoch or an RFC 3339 time"))?)
-        }
+        (FieldType::TimestampMillis, J::Number(n)) => Value::Long(
+            n.as_i64()
+                .ok_or_else(|| mismatch("milliseconds since the epoch or an RFC 3339 time"))?,
+        ),
         (FieldType::TimestampMillis, J::String(s)) => match chrono::DateTime::parse_from_rfc3339(s) {
             Ok(t) => Value::Long(t.timestamp_millis()),
             Err(e) => {
-                return Err(Reject::new(RejectReason::BadTimestamp, format!("field `{}`: `{s}` is not RFC 3339: {e}", f.name)));
+                return Err(Reject::new(
+                    RejectReason::BadTimestamp,
+                    format!("field `{}`: `{s}` is not RFC 3339: {e}", f.name),
+                ));
             }
         },
         (FieldType::Boolean, J::Bool(b)) => Value::Bool(*b),
@@ -306,7 +364,10 @@ fn validate(kind: &KindSchema, values: &[Value<'_>], limits: &DecodeLimits, now_
     for (f, v) in kind.fields.iter().zip(values) {
         if let Some(x) = v.as_f64() {
             if !x.is_finite() {
-                return Err(Reject::new(RejectReason::OutOfRange, format!("field `{}` is {x}", f.name)));
+                return Err(Reject::new(
+                    RejectReason::OutOfRange,
+                    format!("field `{}` is {x}", f.name),
+                ));
             }
             let below = f.min.is_some_and(|min| x < min);
             let above = f.max.is_some_and(|max| x > max);
@@ -329,7 +390,10 @@ fn validate(kind: &KindSchema, values: &[Value<'_>], limits: &DecodeLimits, now_
         }
     }
     let Value::Long(t) = values[kind.observed_at] else {
-        return Err(Reject::new(RejectReason::MissingField, "field `observed_at` has no value"));
+        return Err(Reject::new(
+            RejectReason::MissingField,
+            "field `observed_at` has no value",
+        ));
     };
     if t < limits.min_event_time_ms || t > now_ms.saturating_add(limits.max_future_ms) {
         let shown = chrono::DateTime::from_timestamp_millis(t)
@@ -340,7 +404,10 @@ fn validate(kind: &KindSchema, values: &[Value<'_>], limits: &DecodeLimits, now_
         } else {
             "further in the future than the allowed clock skew"
         };
-        return Err(Reject::new(RejectReason::BadTimestamp, format!("observed_at {shown} is {why}")));
+        return Err(Reject::new(
+            RejectReason::BadTimestamp,
+            format!("observed_at {shown} is {why}"),
+        ));
     }
     Ok(t)
 }
@@ -378,7 +445,10 @@ mod tests {
             ("latitude".into(), Avro::Double(43.12)),
             ("longitude".into(), Avro::Double(5.93)),
             ("height".into(), Avro::Double(height)),
-            ("flow".into(), Avro::Union(flow.is_some() as u32, Box::new(flow.map_or(Avro::Null, Avro::Double)))),
+            (
+                "flow".into(),
+                Avro::Union(flow.is_some() as u32, Box::new(flow.map_or(Avro::Null, Avro::Double))),
+            ),
             ("status".into(), Avro::Enum(1, "fault".into())),
         ]);
         apache_avro::to_avro_datum(&schema, record).expect("encodes")
@@ -449,24 +519,47 @@ mod tests {
         let (r, detail) = reason(&d, &confluent(7777, &good));
         assert_eq!(r, RejectReason::UnknownSchema);
         assert!(detail.contains("7777"));
-        assert_eq!(d.decode(Some(&confluent(7777, &good)), NOW).expect_err("unknown").schema_id, Some(7777));
+        assert_eq!(
+            d.decode(Some(&confluent(7777, &good)), NOW)
+                .expect_err("unknown")
+                .schema_id,
+            Some(7777)
+        );
         assert_eq!(reason(&d, &confluent(102, &good)).0, RejectReason::SchemaMismatch);
         let (r, detail) = reason(&d, &confluent(101, &avro_body(5000.0, None)));
         assert_eq!(r, RejectReason::OutOfRange);
         assert!(detail.contains("`height`") && detail.contains("cm"), "{detail}");
-        assert_eq!(reason(&d, &confluent(101, &avro_body(f64::NAN, None))).0, RejectReason::OutOfRange);
-        assert_eq!(reason(&d, &confluent(101, &avro_body(1.0, Some(-1.0)))).0, RejectReason::OutOfRange);
-        let (r, detail) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"status":"ok"}"#);
+        assert_eq!(
+            reason(&d, &confluent(101, &avro_body(f64::NAN, None))).0,
+            RejectReason::OutOfRange
+        );
+        assert_eq!(
+            reason(&d, &confluent(101, &avro_body(1.0, Some(-1.0)))).0,
+            RejectReason::OutOfRange
+        );
+        let (r, detail) = reason(
+            &d,
+            br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"status":"ok"}"#,
+        );
         assert_eq!(r, RejectReason::MissingField);
         assert!(detail.contains("`height`"));
         let (r, detail) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"height":"high","status":"ok"}"#);
         assert_eq!(r, RejectReason::SchemaMismatch);
         assert!(detail.contains("\"high\""), "{detail}");
-        let (r, _) = reason(&d, br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"height":1,"status":"lost"}"#);
+        let (r, _) = reason(
+            &d,
+            br#"{"sensor_id":"a","observed_at":1780000000000,"latitude":1,"longitude":1,"height":1,"status":"lost"}"#,
+        );
         assert_eq!(r, RejectReason::SchemaMismatch);
-        let (r, _) = reason(&d, br#"{"sensor_id":"a","observed_at":-5,"latitude":1,"longitude":1,"height":1,"status":"ok"}"#);
+        let (r, _) = reason(
+            &d,
+            br#"{"sensor_id":"a","observed_at":-5,"latitude":1,"longitude":1,"height":1,"status":"ok"}"#,
+        );
         assert_eq!(r, RejectReason::BadTimestamp);
-        let future = format!(r#"{{"sensor_id":"a","observed_at":{},"latitude":1,"longitude":1,"height":1,"status":"ok"}}"#, NOW + 86_400_000);
+        let future = format!(
+            r#"{{"sensor_id":"a","observed_at":{},"latitude":1,"longitude":1,"height":1,"status":"ok"}}"#,
+            NOW + 86_400_000
+        );
         assert_eq!(reason(&d, future.as_bytes()).0, RejectReason::BadTimestamp);
         assert_eq!(reason(&d, br#"{"sensor_id":"a","#).0, RejectReason::Malformed);
         let big = vec![b' '; 70 * 1024];

@@ -62,7 +62,11 @@ pub struct Reject {
 
 impl Reject {
     pub(crate) fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Reject { reason, detail: detail.into(), schema_id: None }
+        Reject {
+            reason,
+            detail: detail.into(),
+            schema_id: None,
+        }
     }
 
     pub(crate) fn with_schema(mut self, id: u32) -> Self {

@@ -45,7 +45,9 @@ impl std::str::FromStr for WireFormat {
             "confluent" => Ok(WireFormat::Confluent),
             "single-object" => Ok(WireFormat::SingleObject),
             "json" => Ok(WireFormat::Json),
-            other => Err(format!("unknown wire format `{other}` (expected confluent, single-object or json)")),
+            other => Err(format!(
+                "unknown wire format `{other}` (expected confluent, single-object or json)"
+            )),
         }
     }
 }

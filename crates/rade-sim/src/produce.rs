@@ -42,7 +42,11 @@ impl ProducerContext for CountingContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let c = if result.is_ok() { &self.0.delivered } else { &self.0.failed };
+        let c = if result.is_ok() {
+            &self.0.delivered
+        } else {
+            &self.0.failed
+        };
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -59,7 +63,10 @@ pub fn produce(
 ) -> Result<ProduceStats, KafkaError> {
     let counts = Arc::new(Counting::default());
     let mut config = config.clone();
-    config.set("linger.ms", "20").set("batch.num.messages", "10000").set("queue.buffering.max.messages", "200000");
+    config
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000");
     let producer: BaseProducer<CountingContext> = config.create_with_context(CountingContext(counts.clone()))?;
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -95,12 +102,20 @@ pub fn produce(
             producer.poll(Duration::ZERO);
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
-                progress(Progress { sent, total, elapsed: started.elapsed() });
+                progress(Progress {
+                    sent,
+                    total,
+                    elapsed: started.elapsed(),
+                });
             }
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    progress(Progress { sent, total, elapsed: started.elapsed() });
+    progress(Progress {
+        sent,
+        total,
+        elapsed: started.elapsed(),
+    });
     Ok(ProduceStats {
         sent,
         delivered: counts.delivered.load(Ordering::Relaxed),

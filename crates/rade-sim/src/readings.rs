@@ -36,7 +36,11 @@ pub(crate) fn reading(rng: &mut SmallRng, s: &Sensor, field: &str, t_ms: i64) ->
         ("water_level", "flow") => Reading::Double(noisy(rng, 0.5 + 3.0 * k, 0.2).max(0.0)),
         ("rainfall", "precipitation") => {
             // Mostly dry; showers now and then.
-            let rain = if rng.random::<f64>() < 0.15 { rng.random::<f64>() * 8.0 } else { 0.0 };
+            let rain = if rng.random::<f64>() < 0.15 {
+                rng.random::<f64>() * 8.0
+            } else {
+                0.0
+            };
             Reading::Double((rain * 10.0).round() / 10.0)
         }
         ("air_quality", "no2") => Reading::Double(noisy(rng, 15.0 + 45.0 * d(8.5) * (0.5 + k), 4.0).max(0.0)),
@@ -50,7 +54,13 @@ pub(crate) fn reading(rng: &mut SmallRng, s: &Sensor, field: &str, t_ms: i64) ->
         ("parking_bay", "status") => {
             let busy = 0.3 + 0.6 * d(11.0);
             let p: f64 = rng.random();
-            Reading::Symbol(if p < 0.005 { "unknown" } else if p < busy { "occupied" } else { "free" })
+            Reading::Symbol(if p < 0.005 {
+                "unknown"
+            } else if p < busy {
+                "occupied"
+            } else {
+                "free"
+            })
         }
         ("car_park", "totalSpotNumber") => Reading::Int(total_spots(s)),
         ("car_park", "availableSpotNumber") => {
@@ -58,23 +68,39 @@ pub(crate) fn reading(rng: &mut SmallRng, s: &Sensor, field: &str, t_ms: i64) ->
             let busy = (0.2 + 0.75 * d(11.0) + noisy(rng, 0.0, 0.03)).clamp(0.0, 1.0);
             Reading::Int((total * (1.0 - busy)).round() as i32)
         }
-        ("traffic_counter", "intensity") => Reading::Int(noisy(rng, 20.0 + 400.0 * d(8.0) * (0.3 + k), 10.0).max(0.0) as i32),
-        ("traffic_counter", "averageVehicleSpeed") => Reading::Double(noisy(rng, 50.0 - 20.0 * d(8.0), 4.0).clamp(3.0, 130.0)),
+        ("traffic_counter", "intensity") => {
+            Reading::Int(noisy(rng, 20.0 + 400.0 * d(8.0) * (0.3 + k), 10.0).max(0.0) as i32)
+        }
+        ("traffic_counter", "averageVehicleSpeed") => {
+            Reading::Double(noisy(rng, 50.0 - 20.0 * d(8.0), 4.0).clamp(3.0, 130.0))
+        }
         ("traffic_counter", "occupancy") => Reading::Double((0.05 + 0.5 * d(8.0) * k).clamp(0.0, 1.0)),
         ("energy_meter", "totalActiveEnergyImport") => {
             // A monotonic meter: the integral of a mean load since the epoch of the simulation.
             let kw = 2.0 + 40.0 * k;
             Reading::Double(1000.0 * k + kw * (t_ms as f64 / 3_600_000.0 - 490_000.0).max(0.0))
         }
-        ("energy_meter", "totalActivePower") => Reading::Double(noisy(rng, (2.0 + 40.0 * k) * 1000.0 * (0.5 + d(19.0)), 200.0).max(0.0)),
+        ("energy_meter", "totalActivePower") => {
+            Reading::Double(noisy(rng, (2.0 + 40.0 * k) * 1000.0 * (0.5 + d(19.0)), 200.0).max(0.0))
+        }
         ("public_lighting", "powerState") => {
             let night = d(1.0) > 0.45;
-            Reading::Symbol(if rng.random::<f64>() < 0.002 { "bootingUp" } else if night { "on" } else { "off" })
+            Reading::Symbol(if rng.random::<f64>() < 0.002 {
+                "bootingUp"
+            } else if night {
+                "on"
+            } else {
+                "off"
+            })
         }
-        ("public_lighting", "powerConsumption") => {
-            Reading::Double(if d(1.0) > 0.45 { noisy(rng, 70.0 + 80.0 * k, 3.0).max(0.0) } else { 0.5 })
+        ("public_lighting", "powerConsumption") => Reading::Double(if d(1.0) > 0.45 {
+            noisy(rng, 70.0 + 80.0 * k, 3.0).max(0.0)
+        } else {
+            0.5
+        }),
+        ("waste_bin", "fillingLevel") => {
+            Reading::Double(((t_ms as f64 / DAY_MS + k * 3.0) % 3.0 / 3.0).clamp(0.0, 1.0))
         }
-        ("waste_bin", "fillingLevel") => Reading::Double(((t_ms as f64 / DAY_MS + k * 3.0) % 3.0 / 3.0).clamp(0.0, 1.0)),
         ("waste_bin", "temperature") => Reading::Double(noisy(rng, 14.0 + 10.0 * d(15.0), 1.0)),
         ("waste_bin", "status") => Reading::Symbol("ok"),
         _ => return None,

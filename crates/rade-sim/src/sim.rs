@@ -21,7 +21,11 @@ impl std::str::FromStr for FormatChoice {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "mixed" { Ok(FormatChoice::Mixed) } else { s.parse().map(FormatChoice::One) }
+        if s == "mixed" {
+            Ok(FormatChoice::Mixed)
+        } else {
+            s.parse().map(FormatChoice::One)
+        }
     }
 }
 
@@ -69,14 +73,22 @@ impl Simulator {
         let mut schemas = HashMap::new();
         for s in &fleet.sensors {
             if !schemas.contains_key(&s.kind) {
-                let k = catalog.kind(&s.kind).ok_or_else(|| format!("kind {} is not in the catalog", s.kind))?;
+                let k = catalog
+                    .kind(&s.kind)
+                    .ok_or_else(|| format!("kind {} is not in the catalog", s.kind))?;
                 schemas.insert(s.kind.clone(), k.clone());
             }
         }
         if fleet.sensors.is_empty() {
             return Err("the fleet has no sensor".into());
         }
-        Ok(Simulator { fleet, schemas, catalog, rng: SmallRng::seed_from_u64(seed), turn: 0 })
+        Ok(Simulator {
+            fleet,
+            schemas,
+            catalog,
+            rng: SmallRng::seed_from_u64(seed),
+            turn: 0,
+        })
     }
 
     /// The fleet.
@@ -132,7 +144,14 @@ impl Simulator {
     }
 
     /// Encodes fields of `kind` (sensor_id and observed_at come from the record) in `format`.
-    fn encode_with(&self, kind: &str, sensor_id: &str, t_ms: i64, fields: &[(String, Option<Reading>)], format: WireFormat) -> Vec<u8> {
+    fn encode_with(
+        &self,
+        kind: &str,
+        sensor_id: &str,
+        t_ms: i64,
+        fields: &[(String, Option<Reading>)],
+        format: WireFormat,
+    ) -> Vec<u8> {
         let schema = &self.schemas[kind];
         match format {
             WireFormat::Json => {
@@ -198,7 +217,13 @@ impl Simulator {
             RejectReason::SchemaMismatch => {
                 if variant == 0 {
                     // The frame names another kind's schema.
-                    let other = self.catalog.kinds().iter().find(|k| k.kind != sensor.kind).map(|k| k.id).unwrap_or(9);
+                    let other = self
+                        .catalog
+                        .kinds()
+                        .iter()
+                        .find(|k| k.kind != sensor.kind)
+                        .map(|k| k.id)
+                        .unwrap_or(9);
                     let mut v = self.encode_with(&sensor.kind, id, t_ms, &fields, WireFormat::Confluent);
                     v[1..5].copy_from_slice(&other.to_be_bytes());
                     Some(v)
@@ -212,9 +237,16 @@ impl Simulator {
             }
             RejectReason::OutOfRange => {
                 // Latitude is in every schema and has a declared range.
-                let lat = fields.iter_mut().find(|(n, _)| n == "latitude").expect("every kind has a latitude");
+                let lat = fields
+                    .iter_mut()
+                    .find(|(n, _)| n == "latitude")
+                    .expect("every kind has a latitude");
                 lat.1 = Some(Reading::Double(91.0 + self.rng.random::<f64>() * 50.0));
-                let format = if variant == 0 { WireFormat::Json } else { WireFormat::SingleObject };
+                let format = if variant == 0 {
+                    WireFormat::Json
+                } else {
+                    WireFormat::SingleObject
+                };
                 Some(self.encode_with(&sensor.kind, id, t_ms, &fields, format))
             }
             RejectReason::MissingField => {
@@ -226,7 +258,11 @@ impl Simulator {
                 Some(serde_json::to_vec(&v).expect("JSON"))
             }
             RejectReason::BadTimestamp => {
-                let t = if variant == 0 { 86_400_000 } else { t_ms + 30 * 86_400_000 };
+                let t = if variant == 0 {
+                    86_400_000
+                } else {
+                    t_ms + 30 * 86_400_000
+                };
                 Some(self.encode_with(&sensor.kind, id, t, &fields, WireFormat::Confluent))
             }
             RejectReason::TooLarge => {
@@ -238,7 +274,13 @@ impl Simulator {
             }
             RejectReason::Late => Some(self.encode_with(&sensor.kind, id, t_ms, &fields, WireFormat::Confluent)),
         };
-        SimRecord { kind: sensor.kind, key: sensor.id.into_bytes(), value, observed_at_ms: t_ms, expect: Expect::Reject(reason) }
+        SimRecord {
+            kind: sensor.kind,
+            key: sensor.id.into_bytes(),
+            value,
+            observed_at_ms: t_ms,
+            expect: Expect::Reject(reason),
+        }
     }
 }
 
@@ -258,7 +300,10 @@ fn avro_body(schema: &KindSchema, sensor_id: &str, t_ms: i64, fields: &[(String,
                     (Some(Reading::Int(x)), FieldType::Long) => Avro::Long(*x as i64),
                     (Some(Reading::Int(x)), _) => Avro::Int(*x),
                     (Some(Reading::Symbol(s)), FieldType::Enum(symbols)) => {
-                        let i = symbols.iter().position(|x| x == s).expect("simulated symbols are in the schema");
+                        let i = symbols
+                            .iter()
+                            .position(|x| x == s)
+                            .expect("simulated symbols are in the schema");
                         Avro::Enum(i as u32, (*s).to_owned())
                     }
                     (Some(Reading::Symbol(s)), _) => Avro::String((*s).to_owned()),
@@ -266,7 +311,11 @@ fn avro_body(schema: &KindSchema, sensor_id: &str, t_ms: i64, fields: &[(String,
                 },
             };
             let v = if f.nullable {
-                if v == Avro::Null { Avro::Union(0, Box::new(Avro::Null)) } else { Avro::Union(1, Box::new(v)) }
+                if v == Avro::Null {
+                    Avro::Union(0, Box::new(Avro::Null))
+                } else {
+                    Avro::Union(1, Box::new(v))
+                }
             } else {
                 v
             };
@@ -295,11 +344,20 @@ mod tests {
         let now = chrono::Utc::now().timestamp_millis();
         let mut seen = std::collections::HashSet::new();
         for i in 0..sim.fleet().sensors.len() {
-            for (j, f) in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json].into_iter().enumerate() {
+            for (j, f) in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json]
+                .into_iter()
+                .enumerate()
+            {
                 let t = now - 3_600_000 * j as i64 - i as i64;
                 let r = sim.valid_of(i, t, FormatChoice::One(f));
-                let d = Decoder::new(catalog.clone(), catalog.kind(&r.kind).expect("kind").clone(), DecodeLimits::default());
-                let row = d.decode(r.value.as_deref(), now).unwrap_or_else(|e| panic!("{} {f:?}: {e}", r.kind));
+                let d = Decoder::new(
+                    catalog.clone(),
+                    catalog.kind(&r.kind).expect("kind").clone(),
+                    DecodeLimits::default(),
+                );
+                let row = d
+                    .decode(r.value.as_deref(), now)
+                    .unwrap_or_else(|e| panic!("{} {f:?}: {e}", r.kind));
                 assert_eq!(row.observed_at_ms, t);
                 assert_eq!(row.format, f);
                 seen.insert(r.kind);
@@ -316,7 +374,11 @@ mod tests {
         for _ in 0..20 {
             for reason in SIMULATED_REASONS {
                 let r = sim.invalid(now - 1000, reason);
-                let d = Decoder::new(catalog.clone(), catalog.kind(&r.kind).expect("kind").clone(), DecodeLimits::default());
+                let d = Decoder::new(
+                    catalog.clone(),
+                    catalog.kind(&r.kind).expect("kind").clone(),
+                    DecodeLimits::default(),
+                );
                 let got = d.decode(r.value.as_deref(), now).expect_err("invalid on purpose");
                 assert_eq!(got.reason, reason, "{}: {}", r.kind, got.detail);
             }

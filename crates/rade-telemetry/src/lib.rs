@@ -47,30 +47,49 @@ impl Metrics {
         let registry = Registry::new_custom(Some("rade".into()), None).expect("a valid static prefix");
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid static metric");
-            registry.register(Box::new(c.clone())).expect("each metric registers once");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("each metric registers once");
             c
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("a valid static metric");
-            registry.register(Box::new(c.clone())).expect("each metric registers once");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("each metric registers once");
             c
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("a valid static metric");
-            registry.register(Box::new(h.clone())).expect("each metric registers once");
+            let h =
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("a valid static metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("each metric registers once");
             h
         };
         Metrics {
             consumed: counter_vec("records_consumed_total", "Records read from raw topics.", &["kind"]),
             valid: counter_vec("records_valid_total", "Records that passed validation.", &["kind"]),
-            rejected: counter_vec("records_rejected_total", "Records sent to the DLQ, by reason.", &["kind", "reason"]),
+            rejected: counter_vec(
+                "records_rejected_total",
+                "Records sent to the DLQ, by reason.",
+                &["kind", "reason"],
+            ),
             dlq_produced: counter("dlq_produced_total", "DLQ messages acknowledged by the broker."),
             replay_skipped: counter(
                 "records_replay_skipped_total",
                 "Records read again after a restart that the lake already held.",
             ),
-            lake_files: counter_vec("lake_files_written_total", "Parquet files created in the lake.", &["table"]),
-            lake_bytes: counter_vec("lake_bytes_written_total", "Parquet bytes created in the lake.", &["table"]),
+            lake_files: counter_vec(
+                "lake_files_written_total",
+                "Parquet files created in the lake.",
+                &["table"],
+            ),
+            lake_bytes: counter_vec(
+                "lake_bytes_written_total",
+                "Parquet bytes created in the lake.",
+                &["table"],
+            ),
             commit_seconds: histogram(
                 "commit_latency_seconds",
                 "Time from sealing a flush to its offsets being committed.",
@@ -130,7 +149,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding to memory");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to memory");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
@@ -144,9 +165,15 @@ pub fn init_tracing(json: bool) {
 pub fn init_tracing_with(json: bool, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests, embedded use) keeps the first subscriber.
-    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 #[cfg(test)]
@@ -160,7 +187,10 @@ mod tests {
         m.rejected("noise", "out_of_range", 2);
         m.lake_file(Table::Raw, 1234);
         let text = m.render();
-        assert!(text.contains("rade_records_consumed_total{kind=\"noise\"} 10"), "{text}");
+        assert!(
+            text.contains("rade_records_consumed_total{kind=\"noise\"} 10"),
+            "{text}"
+        );
         assert!(text.contains("rade_records_rejected_total{kind=\"noise\",reason=\"out_of_range\"} 2"));
         assert!(text.contains("rade_lake_bytes_written_total{table=\"raw\"} 1234"));
     }

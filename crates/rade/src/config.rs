@@ -160,15 +160,24 @@ pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
     }
     figment = figment.merge(Env::prefixed("RADE__").split("__"));
     figment.extract::<RawConfig>().map_err(|e| {
-        let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the environment".into());
-        e.into_iter().map(|e| format!("{origin}: {e}")).collect::<Vec<_>>().join("\n")
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the environment".into());
+        e.into_iter()
+            .map(|e| format!("{origin}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     })
 }
 
 /// Checks everything before anything starts; reports every problem, each with its key or file.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     let mut problems = Vec::new();
-    let dir = if raw.schemas.dir.is_absolute() { raw.schemas.dir.clone() } else { base.join(&raw.schemas.dir) };
+    let dir = if raw.schemas.dir.is_absolute() {
+        raw.schemas.dir.clone()
+    } else {
+        base.join(&raw.schemas.dir)
+    };
     let catalog = match Catalog::load(&dir) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
@@ -180,7 +189,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         for k in &raw.kafka.kinds {
             if c.kind(k).is_none() {
                 let known: Vec<_> = c.kinds().iter().map(|k| k.kind.as_str()).collect();
-                problems.push(format!("kafka.kinds: `{k}` is not a kind of the catalog ({})", known.join(", ")));
+                problems.push(format!(
+                    "kafka.kinds: `{k}` is not a kind of the catalog ({})",
+                    known.join(", ")
+                ));
             }
         }
     }
@@ -199,7 +211,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
             Err(e) => problems.push(format!("kafka.properties.{k}: {e}")),
         }
     }
-    for (key, d) in [("worker.flush_interval", raw.worker.flush_interval), ("worker.connect_timeout", raw.worker.connect_timeout)] {
+    for (key, d) in [
+        ("worker.flush_interval", raw.worker.flush_interval),
+        ("worker.connect_timeout", raw.worker.connect_timeout),
+    ] {
         if d.is_zero() {
             problems.push(format!("{key}: must be more than 0s"));
         }
@@ -212,7 +227,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     }
     let lake_url = raw.lake.url.clone();
     if !(lake_url.starts_with("s3://") || lake_url.starts_with("file://") || !lake_url.contains("://")) {
-        problems.push(format!("lake.url: `{lake_url}` is neither file://, s3:// nor a local path"));
+        problems.push(format!(
+            "lake.url: `{lake_url}` is neither file://, s3:// nor a local path"
+        ));
     }
     let Some(catalog) = catalog.filter(|_| problems.is_empty()) else {
         return Err(problems);
@@ -252,7 +269,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
 /// `file:/path` and `env:NAME` values are read from there; anything else is taken as it is.
 fn resolve_secret(v: &str) -> Result<String, String> {
     if let Some(path) = v.strip_prefix("file:") {
-        std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).map_err(|e| format!("cannot read {path}: {e}"))
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| format!("cannot read {path}: {e}"))
     } else if let Some(name) = v.strip_prefix("env:") {
         std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
     } else {

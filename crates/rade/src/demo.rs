@@ -43,7 +43,8 @@ const PARTITIONS: i32 = 3;
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     rade_telemetry::init_tracing_with(false, "warn");
     let catalog = Arc::new(
-        Catalog::load(&args.schemas).with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
+        Catalog::load(&args.schemas)
+            .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
     );
     if args.lake.exists() {
         std::fs::remove_dir_all(&args.lake).with_context(|| format!("while emptying {}", args.lake.display()))?;
@@ -53,25 +54,61 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let cluster = MockCluster::new(1).context("while starting the embedded Kafka mock cluster")?;
     let bootstrap = cluster.bootstrap_servers();
-    let kafka = KafkaConfig { bootstrap_servers: bootstrap.clone(), group_id: "rade-demo".into(), ..KafkaConfig::default() };
+    let kafka = KafkaConfig {
+        bootstrap_servers: bootstrap.clone(),
+        group_id: "rade-demo".into(),
+        ..KafkaConfig::default()
+    };
     for kind in catalog.kinds() {
-        cluster.create_topic(&kafka.raw_topic(&kind.kind), PARTITIONS, 1).context("while creating the raw topics")?;
+        cluster
+            .create_topic(&kafka.raw_topic(&kind.kind), PARTITIONS, 1)
+            .context("while creating the raw topics")?;
     }
-    cluster.create_topic(&kafka.dlq_topic, 1, 1).context("while creating the DLQ topic")?;
+    cluster
+        .create_topic(&kafka.dlq_topic, 1, 1)
+        .context("while creating the DLQ topic")?;
 
-    println!("1. simulating {} readings of about 4 000 sensors over the last 3 hours (three wire formats, {:.0}% invalid)", args.records, args.invalid_share * 100.0);
+    println!(
+        "1. simulating {} readings of about 4 000 sensors over the last 3 hours (three wire formats, {:.0}% invalid)",
+        args.records,
+        args.invalid_share * 100.0
+    );
     let fleet = rade_sim::Fleet::new(&[], 1.0, 42);
     let sim = Simulator::new(catalog.clone(), fleet, 42).map_err(anyhow::Error::msg)?;
-    let plan = Plan::new(sim, args.records, Some(Duration::from_secs(3 * 3600)), FormatChoice::Mixed, args.invalid_share, 42);
-    let produced = rade_sim::produce(&rade_kafka::client_config(&kafka), &kafka.raw_topic_prefix, plan, Some(args.records), None, report)
-        .context("while producing the simulated readings")?;
+    let plan = Plan::new(
+        sim,
+        args.records,
+        Some(Duration::from_secs(3 * 3600)),
+        FormatChoice::Mixed,
+        args.invalid_share,
+        42,
+    );
+    let produced = rade_sim::produce(
+        &rade_kafka::client_config(&kafka),
+        &kafka.raw_topic_prefix,
+        plan,
+        Some(args.records),
+        None,
+        report,
+    )
+    .context("while producing the simulated readings")?;
 
     println!("2. running the ingest worker until every partition is read and durable");
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let lake_url = args.lake.display().to_string();
     let lake = Lake::open(&lake_url).with_context(|| format!("while opening the lake {lake_url}"))?;
-    let worker_config = WorkerConfig { flush_interval: Duration::from_secs(2), ..WorkerConfig::default() };
-    let worker = Worker::new(kafka.clone(), worker_config, catalog.clone(), DecodeLimits::default(), lake.clone(), Metrics::new());
+    let worker_config = WorkerConfig {
+        flush_interval: Duration::from_secs(2),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(
+        kafka.clone(),
+        worker_config,
+        catalog.clone(),
+        DecodeLimits::default(),
+        lake.clone(),
+        Metrics::new(),
+    );
     let handle = runtime.handle().clone();
     let summary = std::thread::spawn(move || worker.run(handle, StopWhen::CaughtUp, Arc::new(AtomicBool::new(false))))
         .join()
@@ -79,16 +116,27 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("while running the ingest worker")?;
 
     let examples = read_dlq(&kafka, summary.dlq_produced).context("while reading the DLQ back")?;
-    let rows = runtime.block_on(rows_per_kind(&lake, &catalog)).context("while querying the lake")?;
+    let rows = runtime
+        .block_on(rows_per_kind(&lake, &catalog))
+        .context("while querying the lake")?;
     let lake_rows: i64 = rows.values().sum();
 
     println!("\n== what came in ==");
-    println!("  produced {} records, consumed {}", produced.delivered, summary.consumed);
-    println!("  valid, now in the lake: {}  (lake query counts {lake_rows} rows)", summary.valid);
+    println!(
+        "  produced {} records, consumed {}",
+        produced.delivered, summary.consumed
+    );
+    println!(
+        "  valid, now in the lake: {}  (lake query counts {lake_rows} rows)",
+        summary.valid
+    );
     for (kind, n) in &rows {
         println!("    raw_{kind:<16} {n:>7} rows");
     }
-    println!("\n== what was rejected, and why (each in topic {} with its original bytes) ==", kafka.dlq_topic);
+    println!(
+        "\n== what was rejected, and why (each in topic {} with its original bytes) ==",
+        kafka.dlq_topic
+    );
     for (reason, n) in &summary.rejected {
         let example = examples.get(reason.as_str()).map(String::as_str).unwrap_or("");
         println!("  {:<15} {n:>5}   e.g. {example}", reason.as_str());
@@ -100,19 +148,33 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         summary.files_written,
         summary.bytes_written as f64 / (1024.0 * 1024.0)
     );
-    println!("  committed offsets: {} partitions, all at their end", summary.committed.len());
+    println!(
+        "  committed offsets: {} partitions, all at their end",
+        summary.committed.len()
+    );
     println!("  took {:.1} s", started.elapsed().as_secs_f64());
     println!("\n== try next ==");
     println!(
         "  rade query --lake {} \"SELECT sensor_id, max(height) AS max_cm FROM raw_water_level GROUP BY sensor_id ORDER BY max_cm DESC LIMIT 5\"",
         args.lake.display()
     );
-    println!("  rade query --lake {} \"SELECT hour, count(*) FROM raw_parking_bay WHERE status = 'occupied' GROUP BY hour ORDER BY hour\"", args.lake.display());
-    println!("  python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/raw', partitioning='hive').count_rows())\"", args.lake.display());
+    println!(
+        "  rade query --lake {} \"SELECT hour, count(*) FROM raw_parking_bay WHERE status = 'occupied' GROUP BY hour ORDER BY hour\"",
+        args.lake.display()
+    );
+    println!(
+        "  python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/raw', partitioning='hive').count_rows())\"",
+        args.lake.display()
+    );
     println!("  make up && rade run --config deploy/local/rade.toml   # a worker on a real Kafka broker");
     let consistent = summary.consumed == summary.valid + summary.rejected_total() && lake_rows as u64 == summary.valid;
     if !consistent {
-        eprintln!("error: the counts do not add up: consumed {} != valid {} + rejected {}, or lake rows {lake_rows} != valid", summary.consumed, summary.valid, summary.rejected_total());
+        eprintln!(
+            "error: the counts do not add up: consumed {} != valid {} + rejected {}, or lake rows {lake_rows} != valid",
+            summary.consumed,
+            summary.valid,
+            summary.rejected_total()
+        );
         return Ok(ExitCode::FAILURE);
     }
     drop(cluster);
@@ -122,7 +184,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// One detail per reason, from the DLQ itself.
 fn read_dlq(kafka: &KafkaConfig, expected: u64) -> anyhow::Result<BTreeMap<String, String>> {
     let mut config = rade_kafka::client_config(kafka);
-    config.set("group.id", "rade-demo-dlq-reader").set("enable.auto.commit", "false");
+    config
+        .set("group.id", "rade-demo-dlq-reader")
+        .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&kafka.dlq_topic, 0, Offset::Beginning)?;
@@ -131,7 +195,9 @@ fn read_dlq(kafka: &KafkaConfig, expected: u64) -> anyhow::Result<BTreeMap<Strin
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen < expected && Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         seen += 1;
         let header = |name: &str| {
             m.headers()
@@ -147,13 +213,24 @@ fn read_dlq(kafka: &KafkaConfig, expected: u64) -> anyhow::Result<BTreeMap<Strin
 
 async fn rows_per_kind(lake: &Lake, catalog: &Catalog) -> anyhow::Result<BTreeMap<String, i64>> {
     let ctx = query_session(lake, catalog).await?;
-    let union: Vec<String> =
-        catalog.kinds().iter().map(|k| format!("SELECT '{0}' AS kind, count(*) AS n FROM raw_{0}", k.kind)).collect();
+    let union: Vec<String> = catalog
+        .kinds()
+        .iter()
+        .map(|k| format!("SELECT '{0}' AS kind, count(*) AS n FROM raw_{0}", k.kind))
+        .collect();
     let batches = ctx.sql(&union.join(" UNION ALL ")).await?.collect().await?;
     let mut rows = BTreeMap::new();
     for b in batches {
-        let kinds = b.column(0).as_any().downcast_ref::<StringArray>().context("kind column")?;
-        let counts = b.column(1).as_any().downcast_ref::<Int64Array>().context("count column")?;
+        let kinds = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .context("kind column")?;
+        let counts = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .context("count column")?;
         for i in 0..b.num_rows() {
             if !kinds.is_null(i) {
                 rows.insert(kinds.value(i).to_owned(), counts.value(i));

@@ -35,13 +35,17 @@ pub struct QueryArgs {
 }
 
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let catalog =
-        Catalog::load(&args.schemas).with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?;
+    let catalog = Catalog::load(&args.schemas)
+        .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?;
     let lake = Lake::open(&args.lake).with_context(|| format!("while opening the lake {}", args.lake))?;
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let batches: Vec<RecordBatch> = runtime.block_on(async {
         let ctx = query_session(&lake, &catalog).await?;
-        let sql = if args.explain { format!("EXPLAIN {}", args.sql) } else { args.sql.clone() };
+        let sql = if args.explain {
+            format!("EXPLAIN {}", args.sql)
+        } else {
+            args.sql.clone()
+        };
         let df = ctx.sql(&sql).await.context("while planning the query")?;
         df.collect().await.context("while running the query")
     })?;

@@ -49,7 +49,9 @@ pub fn load_config(path: Option<&Path>) -> Option<Config> {
     match config::validate(raw, Path::new(".")) {
         Ok(c) => Some(c),
         Err(problems) => {
-            let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+            let origin = path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "defaults".into());
             eprintln!("error: invalid configuration ({origin})");
             for p in problems {
                 eprintln!("  {p}");
@@ -63,9 +65,17 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = load_config(args.config.as_deref()) else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
-    let kinds: Vec<_> = config.catalog.kinds().iter().map(|k| format!("{} (id {})", k.kind, k.id)).collect();
+    let kinds: Vec<_> = config
+        .catalog
+        .kinds()
+        .iter()
+        .map(|k| format!("{} (id {})", k.kind, k.id))
+        .collect();
     println!("configuration OK");
-    println!("  kafka: {} group {}", config.kafka.bootstrap_servers, config.kafka.group_id);
+    println!(
+        "  kafka: {} group {}",
+        config.kafka.bootstrap_servers, config.kafka.group_id
+    );
     println!("  schemas: {}", kinds.join(", "));
     println!("  lake: {}", config.lake_url);
     Ok(ExitCode::SUCCESS)
@@ -86,12 +96,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .block_on(lake.check_writable())
         .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
     let metrics = Metrics::new();
-    let worker = Worker::new(config.kafka, config.worker, config.catalog, config.limits, lake, metrics);
+    let worker = Worker::new(
+        config.kafka,
+        config.worker,
+        config.catalog,
+        config.limits,
+        lake,
+        metrics,
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(wait_for_signal(stop.clone()));
     let handle = runtime.handle().clone();
-    let stop_when = if args.until_caught_up { StopWhen::CaughtUp } else { StopWhen::Signal };
+    let stop_when = if args.until_caught_up {
+        StopWhen::CaughtUp
+    } else {
+        StopWhen::Signal
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let worker_stop = stop.clone();
     std::thread::Builder::new()
@@ -106,7 +127,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(_summary)) => return Ok(ExitCode::SUCCESS),
             Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the ingest worker stopped")),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("the ingest thread ended without a result"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the ingest thread ended without a result")
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if stop.load(Ordering::Relaxed) {

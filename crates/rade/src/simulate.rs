@@ -63,7 +63,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(sim: Simulator, count: u64, span: Option<Duration>, format: FormatChoice, invalid_share: f64, seed: u64) -> Plan {
+    pub fn new(
+        sim: Simulator,
+        count: u64,
+        span: Option<Duration>,
+        format: FormatChoice,
+        invalid_share: f64,
+        seed: u64,
+    ) -> Plan {
         let now = chrono::Utc::now().timestamp_millis();
         let (start_ms, step_ms, live) = match span {
             Some(span) => {
@@ -72,7 +79,17 @@ impl Plan {
             }
             None => (now, 0.0, true),
         };
-        Plan { sim, rng: SmallRng::seed_from_u64(seed ^ 0x5eed), count, i: 0, start_ms, step_ms, live, format, invalid_share }
+        Plan {
+            sim,
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
+            count,
+            i: 0,
+            start_ms,
+            step_ms,
+            live,
+            format,
+            invalid_share,
+        }
     }
 }
 
@@ -114,12 +131,17 @@ pub fn report(p: Progress) {
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let catalog = Arc::new(
-        Catalog::load(&args.schemas).with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
+        Catalog::load(&args.schemas)
+            .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
     );
     let fleet = rade_sim::Fleet::new(&args.kinds, args.scale, args.seed);
     let sensors = fleet.sensors.len();
     let sim = Simulator::new(catalog, fleet, args.seed).map_err(anyhow::Error::msg)?;
-    let span = if args.rate.is_some() { None } else { Some(args.backfill.unwrap_or(Duration::from_secs(3600))) };
+    let span = if args.rate.is_some() {
+        None
+    } else {
+        Some(args.backfill.unwrap_or(Duration::from_secs(3600)))
+    };
     let plan = Plan::new(sim, args.count, span, args.format, args.invalid_share, args.seed);
     eprintln!(
         "simulating {} records from {sensors} sensors into {} ({}*)",
@@ -135,5 +157,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         stats.failed,
         stats.elapsed.as_secs_f64()
     );
-    Ok(if stats.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if stats.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
