@@ -210,15 +210,15 @@ impl Worker {
             .map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
         info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.url(), "worker joined");
 
-        let result = poll_loop(&consumer, &pipeline, stop_when, &stop);
-        let drained = lock(&pipeline).drain(&consumer);
+        // After a fatal error nothing more is committed: what is not durable is replayed.
+        let result = poll_loop(&consumer, &pipeline, stop_when, &stop).and_then(|()| lock(&pipeline).drain(&consumer));
         // Leaving the group revokes the assignment; the revoke callback finds nothing left.
         consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && consumer.assignment().map(|a| a.count() > 0).unwrap_or(false) {
             let _ = consumer.poll(Duration::from_millis(50));
         }
-        result.and(drained)?;
+        result?;
         let mut p = lock(&pipeline);
         if let Some(e) = p.fatal.take() {
             return Err(e);
