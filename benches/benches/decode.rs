@@ -34,37 +34,17 @@ fn bench(c: &mut Criterion) {
     for format in [WireFormat::Confluent, WireFormat::SingleObject, WireFormat::Json] {
         let msgs = messages(&catalog, N, format, 5);
         group.bench_function(format!("rade_decoder/{}", format.as_str()), |b| {
-            let mut builders: HashMap<String, RowBatchBuilder> = catalog
-                .kinds()
-                .iter()
-                .map(|k| (k.kind.clone(), RowBatchBuilder::new(k.clone(), BATCH)))
-                .collect();
+            let mut sink = Sink::new(&catalog);
             b.iter(|| {
                 for (i, m) in msgs.iter().enumerate() {
                     let row = decoders[&m.kind].decode(m.value.as_deref(), now).expect("valid");
-                    let builder = builders.get_mut(&m.kind).expect("kind");
-                    builder.push(
-                        &row,
-                        Lineage {
-                            topic: "tpm.raw",
-                            partition: 0,
-                            offset: i as i64,
-                            ingested_at_ms: now,
-                        },
-                    );
-                    if builder.len() >= BATCH {
-                        std::hint::black_box(builder.finish());
-                    }
+                    sink.append(&m.kind, &row, i, now);
                 }
             })
         });
         if format == WireFormat::Confluent {
             group.bench_function("apache_avro_value/confluent", |b| {
-                let mut builders: HashMap<String, RowBatchBuilder> = catalog
-                    .kinds()
-                    .iter()
-                    .map(|k| (k.kind.clone(), RowBatchBuilder::new(k.clone(), BATCH)))
-                    .collect();
+                let mut sink = Sink::new(&catalog);
                 b.iter(|| {
                     for (i, m) in msgs.iter().enumerate() {
                         let kind = catalog.kind(&m.kind).expect("kind");
@@ -74,26 +54,45 @@ fn bench(c: &mut Criterion) {
                         else {
                             unreachable!("records only")
                         };
-                        let row = to_row(&fields, kind);
-                        let builder = builders.get_mut(&m.kind).expect("kind");
-                        builder.push(
-                            &row,
-                            Lineage {
-                                topic: "tpm.raw",
-                                partition: 0,
-                                offset: i as i64,
-                                ingested_at_ms: now,
-                            },
-                        );
-                        if builder.len() >= BATCH {
-                            std::hint::black_box(builder.finish());
-                        }
+                        sink.append(&m.kind, &to_row(&fields, kind), i, now);
                     }
                 })
             });
         }
     }
     group.finish();
+}
+
+/// Arrow builders per kind, emptied into a batch every `BATCH` rows, as the worker does.
+struct Sink {
+    builders: HashMap<String, RowBatchBuilder>,
+}
+
+impl Sink {
+    fn new(catalog: &rade_schema::Catalog) -> Sink {
+        let builders = catalog
+            .kinds()
+            .iter()
+            .map(|k| (k.kind.clone(), RowBatchBuilder::new(k.clone(), BATCH)))
+            .collect();
+        Sink { builders }
+    }
+
+    fn append(&mut self, kind: &str, row: &Row<'_>, i: usize, now: i64) {
+        let builder = self.builders.get_mut(kind).expect("kind");
+        builder.push(
+            row,
+            Lineage {
+                topic: "tpm.raw",
+                partition: 0,
+                offset: i as i64,
+                ingested_at_ms: now,
+            },
+        );
+        if builder.len() >= BATCH {
+            std::hint::black_box(builder.finish());
+        }
+    }
 }
 
 fn to_row<'a>(fields: &'a [(String, Avro)], kind: &Arc<rade_schema::KindSchema>) -> Row<'a> {

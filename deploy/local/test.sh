@@ -13,4 +13,6 @@ cargo build --workspace --all-targets --locked
 RADE_TEST_BOOTSTRAP="$("$HERE/kafka.sh" up)"
 export RADE_TEST_BOOTSTRAP
 echo "test.sh: Kafka at $RADE_TEST_BOOTSTRAP" >&2
-cargo test --workspace --all-targets --locked -- --test-threads="${RADE_TEST_THREADS:-2}"
+# RUST_TEST_THREADS, not --test-threads: criterion benches run once in test mode and
+# refuse libtest's flags.
+RUST_TEST_THREADS="${RADE_TEST_THREADS:-2}" cargo test --workspace --all-targets --locked

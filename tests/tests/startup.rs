@@ -46,7 +46,10 @@ fn an_unknown_key_is_named_by_check_and_run() {
 fn environment_variables_override_the_file_and_unknown_ones_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = config(dir.path(), "[kafka]\ngroup_id = \"from-file\"\n");
-    let out = rade(&["check", "--config", &path], &[("RADE__KAFKA__GROUP_ID", "from-env")]);
+    let out = rade(
+        &["check", "--offline", "--config", &path],
+        &[("RADE__KAFKA__GROUP_ID", "from-env")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("group from-env"));
     let out = rade(&["check", "--config", &path], &[("RADE__KAFKA__GROUPID", "x")]);
@@ -66,7 +69,7 @@ fn a_missing_schema_file_is_named() {
     std::fs::remove_file(schemas.join("noise.avsc")).expect("rm");
     let path = dir.path().join("rade.toml");
     std::fs::write(&path, format!("[schemas]\ndir = \"{}\"\n", schemas.display())).expect("write");
-    let out = rade(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+    let out = rade(&["check", "--offline", "--config", path.to_str().expect("utf-8")], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("noise.avsc"), "{}", stderr(&out));
 }
@@ -82,13 +85,15 @@ fn an_unreachable_broker_is_named() {
             lake.display()
         ),
     );
-    let out = rade(&["run", "--config", &path], &[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("127.0.0.1:1") && err.contains("cannot reach Kafka"),
-        "{err}"
-    );
+    for cmd in ["run", "check"] {
+        let out = rade(&[cmd, "--config", &path], &[]);
+        assert!(!out.status.success(), "{cmd}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("127.0.0.1:1") && err.contains("cannot reach Kafka"),
+            "{cmd}: {err}"
+        );
+    }
 }
 
 #[test]

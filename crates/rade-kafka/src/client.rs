@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
-use serde::Deserialize;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::{Deserialize, Serialize};
 
 /// The `[kafka]` section: where the cluster is and which topics rade uses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list.
@@ -17,7 +20,8 @@ pub struct KafkaConfig {
     pub kinds: Vec<String>,
     /// Dead-letter topic.
     pub dlq_topic: String,
-    /// Extra librdkafka settings (security.protocol, sasl.*, ssl.*), passed through as they are.
+    /// Extra librdkafka settings (security.protocol, sasl.*, ssl.*), passed through as they are;
+    /// the binary resolves `file:` and `env:` values before they reach here.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -54,4 +58,31 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// Asks the cluster for its metadata, to tell at startup whether it can be reached at all
+/// (librdkafka itself retries an unreachable broker forever). Returns the broker count.
+pub fn probe(kafka: &KafkaConfig, timeout: Duration) -> crate::Result<usize> {
+    probe_with(
+        &client_config(kafka)
+            .create()
+            .map_err(|e| crate::Error::kafka("creating a client", e))?,
+        kafka,
+        timeout,
+    )
+}
+
+pub(crate) fn probe_with<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    kafka: &KafkaConfig,
+    timeout: Duration,
+) -> crate::Result<usize> {
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|source| crate::Error::Unreachable {
+            bootstrap: kafka.bootstrap_servers.clone(),
+            timeout_s: timeout.as_secs(),
+            source,
+        })?;
+    Ok(metadata.brokers().len())
 }

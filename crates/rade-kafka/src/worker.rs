@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -24,7 +24,7 @@ use crate::partition::{Durable, Handled, PartitionState};
 use crate::{Error, Result};
 
 /// The `[worker]` section: when to flush and how long to wait.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Flush (write files, then commit) at least this often while records arrive.
@@ -37,6 +37,9 @@ pub struct WorkerConfig {
     /// Time allowed to reach the cluster at startup.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Time allowed after a stop request to flush, commit and leave the group.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +49,7 @@ impl Default for WorkerConfig {
             flush_size: bytesize::ByteSize::mib(64),
             max_in_flight: 2,
             connect_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -194,15 +198,7 @@ impl Worker {
             })
             .map_err(|e| Error::kafka("creating the consumer", e))?;
 
-        // librdkafka retries an unreachable broker forever; a worker that cannot reach its
-        // cluster at startup should say so and stop instead.
-        consumer
-            .fetch_metadata(None, self.config.connect_timeout)
-            .map_err(|source| Error::Unreachable {
-                bootstrap: self.kafka.bootstrap_servers.clone(),
-                timeout_s: self.config.connect_timeout.as_secs(),
-                source,
-            })?;
+        crate::client::probe_with(&consumer, &self.kafka, self.config.connect_timeout)?;
         let topics: Vec<String> = lock(&pipeline).decoders.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer

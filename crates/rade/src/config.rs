@@ -14,67 +14,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
-    pub kafka: KafkaSection,
-    pub worker: WorkerSection,
+    pub kafka: KafkaConfig,
+    pub worker: WorkerConfig,
     pub lake: LakeSection,
     pub schemas: SchemasSection,
     pub validation: ValidationSection,
     pub log: LogSection,
-}
-
-/// `[kafka]`, mirrored here so that defaults serialise for the figment base layer.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSection {
-    pub bootstrap_servers: String,
-    pub group_id: String,
-    pub raw_topic_prefix: String,
-    pub kinds: Vec<String>,
-    pub dlq_topic: String,
-    /// Extra librdkafka settings; a value `file:/path` or `env:NAME` is read from there, so
-    /// that secrets stay out of the file.
-    pub properties: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for KafkaSection {
-    fn default() -> Self {
-        let k = KafkaConfig::default();
-        KafkaSection {
-            bootstrap_servers: k.bootstrap_servers,
-            group_id: k.group_id,
-            raw_topic_prefix: k.raw_topic_prefix,
-            kinds: k.kinds,
-            dlq_topic: k.dlq_topic,
-            properties: k.properties,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerSection {
-    #[serde(with = "humantime_serde")]
-    pub flush_interval: Duration,
-    pub flush_size: bytesize::ByteSize,
-    pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Time allowed after SIGTERM to flush, commit and leave the group.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for WorkerSection {
-    fn default() -> Self {
-        let w = WorkerConfig::default();
-        WorkerSection {
-            flush_interval: w.flush_interval,
-            flush_size: w.flush_size,
-            max_in_flight: w.max_in_flight,
-            connect_timeout: w.connect_timeout,
-            shutdown_timeout: Duration::from_secs(30),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -142,7 +87,6 @@ pub struct LogSection {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub worker: WorkerConfig,
-    pub shutdown_timeout: Duration,
     pub lake_url: String,
     pub catalog: Arc<Catalog>,
     pub limits: DecodeLimits,
@@ -241,20 +185,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     };
     Ok(Config {
         kafka: KafkaConfig {
-            bootstrap_servers: raw.kafka.bootstrap_servers,
-            group_id: raw.kafka.group_id,
-            raw_topic_prefix: raw.kafka.raw_topic_prefix,
-            kinds: raw.kafka.kinds,
-            dlq_topic: raw.kafka.dlq_topic,
             properties,
+            ..raw.kafka
         },
-        worker: WorkerConfig {
-            flush_interval: raw.worker.flush_interval,
-            flush_size: raw.worker.flush_size,
-            max_in_flight: raw.worker.max_in_flight,
-            connect_timeout: raw.worker.connect_timeout,
-        },
-        shutdown_timeout: raw.worker.shutdown_timeout,
+        worker: raw.worker,
         lake_url,
         catalog,
         limits: DecodeLimits {

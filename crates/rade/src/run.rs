@@ -30,6 +30,9 @@ pub struct CheckArgs {
     /// Configuration file (TOML) to check.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Check the files only; do not try to reach Kafka and the lake.
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Exit code when the configuration is refused.
@@ -78,6 +81,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  schemas: {}", kinds.join(", "));
     println!("  lake: {}", config.lake_url);
+    if args.offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let brokers = rade_kafka::probe(&config.kafka, config.worker.connect_timeout)
+        .context("while checking that Kafka can be reached")?;
+    println!("  kafka reachable: {brokers} broker(s)");
+    let lake = Lake::open(&config.lake_url).with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+    runtime
+        .block_on(lake.check_writable())
+        .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
+    println!("  lake writable");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -95,6 +110,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime
         .block_on(lake.check_writable())
         .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
+    let shutdown_timeout = config.worker.shutdown_timeout;
     let metrics = Metrics::new();
     let worker = Worker::new(
         config.kafka,
@@ -134,9 +150,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if stop.load(Ordering::Relaxed) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > config.shutdown_timeout {
+            if since.elapsed() > shutdown_timeout {
                 error!(
-                    timeout = ?config.shutdown_timeout,
+                    timeout = ?shutdown_timeout,
                     "shutdown did not finish in time; uncommitted records will be replayed by the next worker, without duplicates"
                 );
                 return Ok(ExitCode::from(EXIT_SHUTDOWN_TIMEOUT));
