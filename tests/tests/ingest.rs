@@ -127,6 +127,31 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
         .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
         .collect();
     assert!(hours.len() >= KINDS.len() * 3, "only {} hour directories", hours.len());
+
+    // The worst crash: files written, no offset committed. A new group on the same lake
+    // replays everything from offset 0 and must write and send nothing again.
+    let replay = write_config(
+        setup.dir.path(),
+        &setup.prefix,
+        &KINDS,
+        &format!("{}-replay", setup.group),
+        &setup.dlq,
+        &setup.lake(),
+        "",
+    );
+    let log = setup.log("replay.log");
+    let mut child = spawn_rade(
+        &["run", "--config", replay.to_str().expect("utf-8"), "--until-caught-up"],
+        &log,
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(180), &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "replay failed: {text}");
+    let after = read_lake(&setup.lake());
+    assert_eq!(after.len(), lake.len(), "the replay wrote rows again");
+    let dlq_after = read_topic(&setup.dlq);
+    assert_eq!(dlq_after.len(), dlq.len(), "the replay sent rejects again");
+    assert!(text.contains(&format!("replay_skipped={}", sensors * 3)), "{text}");
 }
 
 /// Produces `n` records per batch in the background, paced so that a worker is mid-stream.

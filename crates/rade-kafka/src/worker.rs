@@ -172,6 +172,7 @@ impl Worker {
             dlq,
             dlq_topic: self.kafka.dlq_topic.clone(),
             pending_dlq: Vec::new(),
+            dlq_chain: None,
             in_flight: VecDeque::new(),
             lake: self.lake.clone(),
             metrics: self.metrics.clone(),
@@ -296,6 +297,8 @@ struct Pipeline {
     dlq: FutureProducer,
     dlq_topic: String,
     pending_dlq: Vec<(DeliveryFuture, Arc<str>, i32, i64)>,
+    /// Resolves when every flush sealed so far has its rejects acknowledged.
+    dlq_chain: Option<tokio::sync::oneshot::Receiver<()>>,
     in_flight: VecDeque<InFlight>,
     lake: Lake,
     metrics: Metrics,
@@ -473,9 +476,18 @@ impl Pipeline {
         }
         let dlq = std::mem::take(&mut self.pending_dlq);
         let lake = self.lake.clone();
+        let earlier_acked = self.dlq_chain.take();
+        let (acked_tx, acked_rx) = tokio::sync::oneshot::channel();
+        self.dlq_chain = Some(acked_rx);
         let task = self.runtime.spawn(async move {
-            // Rejects are acknowledged before any file exists, so a file's offset range
-            // proves to a later replay that the rejects of that range are in the DLQ.
+            // Files are written only once this flush's rejects and every earlier flush's are
+            // acknowledged, so any file of a partition proves to a later replay that the
+            // rejects up to its last offset are in the DLQ.
+            if let Some(earlier) = earlier_acked {
+                earlier
+                    .await
+                    .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
+            }
             let mut dlq_acked = 0;
             for (delivery, topic, partition, offset) in dlq {
                 let fail = |source| Error::Dlq {
@@ -490,6 +502,7 @@ impl Pipeline {
                     Err(_) => return Err(fail(KafkaError::Canceled)),
                 }
             }
+            let _ = acked_tx.send(());
             let written = futures::stream::iter(files)
                 .map(|(file, batch)| {
                     let lake = lake.clone();
