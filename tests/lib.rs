@@ -171,6 +171,9 @@ url = "{}"
 
 [schemas]
 dir = "{}"
+
+[telemetry]
+listen = "127.0.0.1:0"
 {extra}"#,
         bootstrap(),
         kinds.join(", "),
@@ -549,4 +552,157 @@ pub fn assert_committed_to_end(group: &str, topics: &[String]) {
             }
         }
     }
+}
+
+/// Unique raw topics, DLQ, group and lake of one test.
+pub struct Setup {
+    pub prefix: String,
+    pub dlq: String,
+    pub group: String,
+    pub kinds: Vec<&'static str>,
+    pub raw_topics: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Creates the raw topics of `kinds` and the DLQ, `partitions` each.
+    pub async fn new(kinds: &[&'static str], partitions: i32) -> Setup {
+        let id = unique("it");
+        let prefix = format!("{id}.raw.");
+        let dlq = format!("{id}.dlq");
+        let raw_topics: Vec<String> = kinds.iter().map(|k| format!("{prefix}{k}")).collect();
+        let mut all = raw_topics.clone();
+        all.push(dlq.clone());
+        create_topics(&all, partitions).await;
+        Setup {
+            prefix,
+            dlq,
+            group: format!("{id}-group"),
+            kinds: kinds.to_vec(),
+            raw_topics,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// A worker config for this setup; `extra` is appended (more TOML tables).
+    pub fn config(&self, extra: &str) -> PathBuf {
+        write_config(
+            self.dir.path(),
+            &self.prefix,
+            &self.kinds,
+            &self.group,
+            &self.dlq,
+            &self.lake(),
+            extra,
+        )
+    }
+
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A simulator over the fleet of this setup's kinds.
+    pub fn simulator(&self, seed: u64) -> rade_sim::Simulator {
+        let kinds: Vec<String> = self.kinds.iter().map(|k| k.to_string()).collect();
+        rade_sim::Simulator::new(catalog(), rade_sim::Fleet::new(&kinds, 0.2, seed), seed).expect("simulator")
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Produces `batches` × `n` records (about 1 % invalid, every reason) in the background,
+/// paced so that workers are mid-stream while it runs.
+pub fn paced_producer(
+    prefix: String,
+    mut sim: rade_sim::Simulator,
+    batches: usize,
+    n: usize,
+) -> tokio::task::JoinHandle<Vec<Produced>> {
+    use rade_sim::{FormatChoice, SIMULATED_REASONS};
+    let mut all = Vec::new();
+    let now = now_ms();
+    for b in 0..batches {
+        let mut batch = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = (now - 7_200_000 + ((b * n + i) as i64 * 1000)).min(now);
+            let r = if i % 97 == 0 {
+                sim.invalid(t, SIMULATED_REASONS[(b + i) % SIMULATED_REASONS.len()])
+            } else {
+                sim.valid(t, FormatChoice::Mixed)
+            };
+            batch.push(r);
+        }
+        all.push(batch);
+    }
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        for batch in all {
+            out.extend(produce(&prefix, batch).await);
+            // Pacing the load generator, not waiting for a condition.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        out
+    })
+}
+
+/// Starts `rade <args>` with extra environment variables; its stderr goes to `log`.
+pub fn spawn_rade_env(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("log file");
+    let mut c = Command::new(rade_bin());
+    c.args(args)
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("rade starts")
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The value of `key=` in the first log line that has it.
+pub fn log_value(log: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let needle = format!("{key}=");
+    text.lines().find_map(|l| {
+        let rest = &l[l.find(&needle)? + needle.len()..];
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    })
+}
+
+/// GET over plain HTTP: status and body.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Waits asynchronously until `cond` holds or `timeout` passes.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cond().await
 }

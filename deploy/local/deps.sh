@@ -9,6 +9,8 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v python3 >/dev/null || need+=(python3)
+# prometheus brings the server and promtool for the metrics tests and manifest checks.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 for pkg in libcurl4-openssl-dev libssl-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -19,4 +21,10 @@ echo "deps.sh: installing ${need[*]}" >&2
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+# No service of a package is started here: the tests start what they need themselves.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod 755 /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -10,6 +10,8 @@ trap cleanup EXIT INT TERM
 
 # Build first, while no broker holds memory, so a build failure reads as one.
 cargo build --workspace --all-targets --locked
+# The deployment files, with real tools (promtool, kubernetes-validate) and rade's own loader.
+RADE_BIN="${CARGO_TARGET_DIR:-target}/debug/rade" deploy/check.sh
 RADE_TEST_BOOTSTRAP="$("$HERE/kafka.sh" up)"
 export RADE_TEST_BOOTSTRAP
 echo "test.sh: Kafka at $RADE_TEST_BOOTSTRAP" >&2

@@ -8,65 +8,14 @@ use rade_sim::{Expect, Fleet, FormatChoice, SIMULATED_REASONS, SimRecord, Simula
 
 const KINDS: [&str; 5] = ["water_level", "noise", "parking_bay", "car_park", "air_quality"];
 
-struct Setup {
-    prefix: String,
-    dlq: String,
-    group: String,
-    raw_topics: Vec<String>,
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn new() -> Setup {
-        let id = unique("it");
-        let prefix = format!("{id}.raw.");
-        let dlq = format!("{id}.dlq");
-        let raw_topics: Vec<String> = KINDS.iter().map(|k| format!("{prefix}{k}")).collect();
-        let mut all = raw_topics.clone();
-        all.push(dlq.clone());
-        create_topics(&all, 3).await;
-        Setup {
-            prefix,
-            dlq,
-            group: format!("{id}-group"),
-            raw_topics,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn lake(&self) -> std::path::PathBuf {
-        self.dir.path().join("lake")
-    }
-
-    fn config(&self, extra: &str) -> std::path::PathBuf {
-        write_config(
-            self.dir.path(),
-            &self.prefix,
-            &KINDS,
-            &self.group,
-            &self.dlq,
-            &self.lake(),
-            extra,
-        )
-    }
-
-    fn log(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 fn simulator(seed: u64) -> Simulator {
     let kinds: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
     Simulator::new(catalog(), Fleet::new(&kinds, 0.2, seed), seed).expect("simulator")
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
-    let setup = Setup::new().await;
+    let setup = Setup::new(&KINDS, 3).await;
     let mut sim = simulator(11);
     let now = now_ms();
     let mut records = Vec::new();
@@ -154,43 +103,10 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
     assert!(text.contains(&format!("replay_skipped={}", sensors * 3)), "{text}");
 }
 
-/// Produces `n` records per batch in the background, paced so that a worker is mid-stream.
-fn paced_producer(
-    prefix: String,
-    mut sim: Simulator,
-    batches: usize,
-    n: usize,
-) -> tokio::task::JoinHandle<Vec<Produced>> {
-    let mut all = Vec::new();
-    let now = now_ms();
-    for b in 0..batches {
-        let mut batch = Vec::with_capacity(n);
-        for i in 0..n {
-            let t = now - 7_200_000 + ((b * n + i) as i64 * 1000);
-            let r = if i % 97 == 0 {
-                sim.invalid(t.min(now), SIMULATED_REASONS[(b + i) % SIMULATED_REASONS.len()])
-            } else {
-                sim.valid(t.min(now), FormatChoice::Mixed)
-            };
-            batch.push(r);
-        }
-        all.push(batch);
-    }
-    tokio::spawn(async move {
-        let mut out = Vec::new();
-        for batch in all {
-            out.extend(produce(&prefix, batch).await);
-            // Pacing the load generator, not waiting for a condition.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        out
-    })
-}
-
 async fn restart_mid_stream(sig: i32) {
-    let setup = Setup::new().await;
+    let setup = Setup::new(&KINDS, 3).await;
     let config = setup.config("");
-    let producer = paced_producer(setup.prefix.clone(), simulator(sig as u64), 30, 1000);
+    let producer = paced_producer(setup.prefix.clone(), setup.simulator(sig as u64), 30, 1000);
     let first_log = setup.log("first.log");
     let mut first = spawn_rade(&["run", "--config", config.to_str().expect("utf-8")], &first_log);
     // Stop the worker once it has made some files durable and while records still arrive.

@@ -57,6 +57,8 @@ pub(crate) struct PartitionState {
     durable: Durable,
     /// Whether anything (rows, rejects, skips) happened since the last seal.
     dirty: bool,
+    /// Newest event time buffered since the last seal.
+    newest_event_ms: Option<i64>,
 }
 
 /// What a record turned out to be.
@@ -83,6 +85,7 @@ impl PartitionState {
             buffers: BTreeMap::new(),
             durable,
             dirty: false,
+            newest_event_ms: None,
         }
     }
 
@@ -99,6 +102,7 @@ impl PartitionState {
         if self.durable.holds_row(hour, offset) {
             return Handled::AlreadyDurable;
         }
+        self.newest_event_ms = self.newest_event_ms.max(Some(row.observed_at_ms));
         let kind = self.decoder.kind();
         let builder = self
             .buffers
@@ -131,9 +135,9 @@ impl PartitionState {
         self.dirty
     }
 
-    /// Closes the open segment: one file per hour named by the segment's offset range, and
-    /// the offset to commit once they and the segment's rejects are durable.
-    pub(crate) fn seal(&mut self) -> Option<(Vec<(RawFile, RecordBatch)>, i64)> {
+    /// Closes the open segment: one file per hour named by the segment's offset range, the
+    /// offset to commit once they and the segment's rejects are durable, and the newest event.
+    pub(crate) fn seal(&mut self) -> Option<(Vec<(RawFile, RecordBatch)>, i64, Option<i64>)> {
         if !self.dirty {
             return None;
         }
@@ -156,6 +160,6 @@ impl PartitionState {
             })
             .collect();
         self.dirty = false;
-        Some((files, next))
+        Some((files, next, self.newest_event_ms.take()))
     }
 }

@@ -193,6 +193,10 @@ impl Worker {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
+        if !self.kafka.properties.contains_key("statistics.interval.ms") {
+            // Lag per partition and broker state, for /metrics and /readyz.
+            consumer_config.set("statistics.interval.ms", "5000");
+        }
         let consumer: IngestConsumer = consumer_config
             .create_with_context(IngestContext {
                 pipeline: pipeline.clone(),
@@ -283,6 +287,7 @@ struct InFlight {
     task: JoinHandle<Result<FlushOutcome>>,
     offsets: Vec<(Arc<str>, i32, i64)>,
     sealed_at: Instant,
+    newest_event_ms: Option<i64>,
 }
 
 struct FlushOutcome {
@@ -314,6 +319,8 @@ struct Pipeline {
 #[derive(Default)]
 struct Tally {
     kinds: HashMap<String, KindTally>,
+    /// Newest event time seen since the worker started.
+    newest_event_ms: i64,
     replay_skipped: u64,
     decode_time: Duration,
 }
@@ -338,6 +345,9 @@ impl Tally {
             t.valid = 0;
         }
         metrics.replay_skipped(std::mem::take(&mut self.replay_skipped));
+        if self.newest_event_ms > 0 {
+            metrics.watermark_lag((chrono::Utc::now().timestamp_millis() - self.newest_event_ms) as f64 / 1000.0);
+        }
         if !self.decode_time.is_zero() {
             metrics.decode_time(std::mem::take(&mut self.decode_time).as_secs_f64());
         }
@@ -378,7 +388,10 @@ impl Pipeline {
         let t = tally.kinds.get_mut(kind).expect("inserted above");
         t.consumed += 1;
         match decoded {
-            Ok(row) => match state.push_row(&row, offset, now_ms) {
+            Ok(row) => match {
+                tally.newest_event_ms = tally.newest_event_ms.max(row.observed_at_ms);
+                state.push_row(&row, offset, now_ms)
+            } {
                 Handled::Buffered => {
                     summary.valid += 1;
                     t.valid += 1;
@@ -436,6 +449,10 @@ impl Pipeline {
         }
     }
 
+    fn assigned(&self) -> usize {
+        self.partitions.values().map(HashMap::len).sum()
+    }
+
     fn buffered_bytes(&self) -> usize {
         self.partitions
             .values()
@@ -465,10 +482,12 @@ impl Pipeline {
         self.first_pending_at = None;
         let mut files: Vec<(RawFile, arrow::record_batch::RecordBatch)> = Vec::new();
         let mut offsets = Vec::new();
+        let mut newest_event_ms = None;
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-            if let Some((f, next)) = state.seal() {
+            if let Some((f, next, newest)) = state.seal() {
                 files.extend(f);
                 offsets.push((state.topic.clone(), state.partition, next));
+                newest_event_ms = newest_event_ms.max(newest);
             }
         }
         if offsets.is_empty() {
@@ -517,6 +536,7 @@ impl Pipeline {
             task,
             offsets,
             sealed_at: Instant::now(),
+            newest_event_ms,
         });
     }
 
@@ -538,7 +558,11 @@ impl Pipeline {
         let outcome = self
             .runtime
             .block_on(flight.task)
-            .map_err(|e| Error::Thread(e.to_string()))??;
+            .map_err(|e| Error::Thread(e.to_string()))?;
+        self.metrics
+            .health()
+            .set_lake_writable(!matches!(outcome, Err(Error::Lake(_))));
+        let outcome = outcome?;
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
         for w in &outcome.written {
@@ -557,6 +581,10 @@ impl Pipeline {
             .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
             .map_err(|e| Error::kafka("committing offsets", e))?;
         self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
+        if let Some(t) = flight.newest_event_ms {
+            self.metrics
+                .end_to_end((chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0);
+        }
         for (topic, partition, next) in flight.offsets {
             self.summary.committed.insert((topic.to_string(), partition), next);
         }
@@ -610,6 +638,7 @@ impl Pipeline {
                 .or_default()
                 .insert(elem.partition(), state);
         }
+        self.metrics.assigned_partitions(self.assigned());
         Ok(())
     }
 
@@ -621,7 +650,9 @@ impl Pipeline {
             if let Some(t) = self.partitions.get_mut(elem.topic()) {
                 t.remove(&elem.partition());
             }
+            self.metrics.forget_partition(elem.topic(), elem.partition());
         }
+        self.metrics.assigned_partitions(self.assigned());
         info!(
             partitions = tpl.count(),
             "partitions revoked after flushing and committing"
@@ -654,7 +685,22 @@ struct IngestContext {
     pipeline: Arc<Mutex<Pipeline>>,
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let p = lock(&self.pipeline);
+        p.metrics
+            .health()
+            .set_broker_up(stats.brokers.values().any(|b| b.state == "UP"));
+        for (topic, t) in &stats.topics {
+            for (partition, s) in &t.partitions {
+                // Partition -1 is librdkafka's internal queue; lag is -1 until known.
+                if *partition >= 0 && s.desired && s.consumer_lag >= 0 {
+                    p.metrics.consumer_lag(topic, *partition, s.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, consumer: &IngestConsumer, rebalance: &Rebalance<'_>) {

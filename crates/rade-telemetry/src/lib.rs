@@ -2,9 +2,21 @@
 //!
 //! [`Metrics`] owns one Prometheus registry; the pipeline records events through its small
 //! typed methods (counted once per batch in hot loops), so a typo cannot create a metric.
-//! [`init_tracing`] sets up structured logs, as text or JSON.
+//! [`init_tracing`] sets up structured logs, as text or JSON; [`serve`] exposes `/metrics`,
+//! `/healthz` and `/readyz` from [`Metrics`] and its [`Health`].
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub use health::Health;
+pub use server::{bound, serve};
+
+mod health;
+mod server;
 
 /// The lake tables, a fixed label set.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +45,11 @@ pub struct Metrics {
     lake_bytes: IntCounterVec,
     commit_seconds: Histogram,
     decode_seconds: Histogram,
+    consumer_lag: IntGaugeVec,
+    assigned_partitions: IntGauge,
+    watermark_lag: Gauge,
+    end_to_end_seconds: Histogram,
+    health: Arc<Health>,
 }
 
 impl Default for Metrics {
@@ -67,7 +84,40 @@ impl Metrics {
                 .expect("each metric registers once");
             h
         };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid static metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("each metric registers once");
+            g
+        };
+        let assigned_partitions =
+            IntGauge::new("assigned_partitions", "Raw topic partitions assigned to this worker.").expect("valid");
+        registry
+            .register(Box::new(assigned_partitions.clone()))
+            .expect("each metric registers once");
+        let watermark_lag = Gauge::new(
+            "watermark_lag_seconds",
+            "Wall clock minus the highest event time seen on this worker's partitions.",
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(watermark_lag.clone()))
+            .expect("each metric registers once");
         Metrics {
+            consumer_lag: gauge_vec(
+                "consumer_lag",
+                "Messages between the read position and the end of the partition (librdkafka statistics).",
+                &["topic", "partition"],
+            ),
+            assigned_partitions,
+            watermark_lag,
+            end_to_end_seconds: histogram(
+                "end_to_end_latency_seconds",
+                "Event time of the newest row of a lake file to the file being durable and committed.",
+                prometheus::exponential_buckets(0.25, 2.0, 16).expect("valid buckets"),
+            ),
+            health: Arc::new(Health::default()),
             consumed: counter_vec("records_consumed_total", "Records read from raw topics.", &["kind"]),
             valid: counter_vec("records_valid_total", "Records that passed validation.", &["kind"]),
             rejected: counter_vec(
@@ -139,6 +189,39 @@ impl Metrics {
     /// Records the latency of one offset commit.
     pub fn committed(&self, seconds: f64) {
         self.commit_seconds.observe(seconds);
+    }
+
+    /// Sets the lag of an assigned partition, from librdkafka statistics.
+    pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// Forgets the lag of a partition this worker no longer holds.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    /// Sets the number of assigned partitions; also what `/readyz` looks at.
+    pub fn assigned_partitions(&self, n: usize) {
+        self.assigned_partitions.set(n as i64);
+        self.health.set_assigned(n);
+    }
+
+    /// Sets how far the newest event time seen is behind the wall clock.
+    pub fn watermark_lag(&self, seconds: f64) {
+        self.watermark_lag.set(seconds);
+    }
+
+    /// Records the time from an event to its row being durable and committed.
+    pub fn end_to_end(&self, seconds: f64) {
+        self.end_to_end_seconds.observe(seconds);
+    }
+
+    /// What `/healthz` and `/readyz` report.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The registry, for the `/metrics` endpoint.

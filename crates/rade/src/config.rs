@@ -20,6 +20,22 @@ pub struct RawConfig {
     pub schemas: SchemasSection,
     pub validation: ValidationSection,
     pub log: LogSection,
+    pub telemetry: TelemetrySection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            listen: "0.0.0.0:9898".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -91,6 +107,8 @@ pub struct Config {
     pub catalog: Arc<Catalog>,
     pub limits: DecodeLimits,
     pub log: LogFormat,
+    /// Where to serve metrics and health; `None` when turned off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Reads the layers; `path` must exist when given.
@@ -169,6 +187,18 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     if raw.validation.max_message_size.as_u64() == 0 {
         problems.push("validation.max_message_size: must be more than 0".into());
     }
+    let listen = match raw.telemetry.listen.trim() {
+        "" => None,
+        addr => match addr.parse() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(format!(
+                    "telemetry.listen: `{addr}` is not an address like 0.0.0.0:9898: {e}"
+                ));
+                None
+            }
+        },
+    };
     let lake_url = raw.lake.url.clone();
     if !(lake_url.starts_with("s3://") || lake_url.starts_with("file://") || !lake_url.contains("://")) {
         problems.push(format!(
@@ -197,6 +227,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
             ..DecodeLimits::default()
         },
         log: raw.log.format,
+        listen,
     })
 }
 

@@ -112,6 +112,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
     let shutdown_timeout = config.worker.shutdown_timeout;
     let metrics = Metrics::new();
+    if let Some(addr) = config.listen {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("while binding the metrics endpoint to {addr} (telemetry.listen)"))?;
+        let bound = rade_telemetry::bound(&listener).unwrap_or(addr);
+        info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+        let server = rade_telemetry::serve(listener, metrics.clone(), std::future::pending());
+        runtime.spawn(async move {
+            if let Err(e) = server.await {
+                error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     let worker = Worker::new(
         config.kafka,
         config.worker,
