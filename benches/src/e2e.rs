@@ -66,6 +66,8 @@ fn bare(bootstrap: &str, topics: &[String], group: &str, count: u64) -> anyhow::
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
+        // The worker's fetch tuning, so that both sides read the same way.
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;

@@ -131,9 +131,7 @@ impl PartitionState {
         self.buffers.values().map(RowBatchBuilder::approx_bytes).sum()
     }
 
-    pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty
-    }
+    
 
     /// Closes the open segment: one file per hour named by the segment's offset range, the
     /// offset to commit once they and the segment's rejects are durable, and the newest event.

@@ -10,7 +10,7 @@ use rade_telemetry::{Metrics, Table};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -193,9 +193,18 @@ impl Worker {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        if !self.kafka.properties.contains_key("statistics.interval.ms") {
+        // Tuning defaults that the [kafka.properties] of the config may override.
+        for (key, value) in [
             // Lag per partition and broker state, for /metrics and /readyz.
-            consumer_config.set("statistics.interval.ms", "5000");
+            ("statistics.interval.ms", "5000"),
+            // librdkafka waits 1 s before fetching again once a partition's local queue was
+            // full; a worker catching up drains that queue in milliseconds and then starved
+            // (measured: 1 M records read in 6 s with the default, see benches/README.md).
+            ("fetch.queue.backoff.ms", "10"),
+        ] {
+            if !self.kafka.properties.contains_key(key) {
+                consumer_config.set(key, value);
+            }
         }
         let consumer: IngestConsumer = consumer_config
             .create_with_context(IngestContext {
@@ -270,7 +279,7 @@ fn poll_loop(
             return Err(e);
         }
         p.maybe_flush(consumer)?;
-        if stop_when == StopWhen::CaughtUp && idle && last_caught_up_check.elapsed() > Duration::from_millis(300) {
+        if stop_when == StopWhen::CaughtUp && idle && last_caught_up_check.elapsed() > Duration::from_millis(100) {
             last_caught_up_check = Instant::now();
             if p.caught_up(consumer) {
                 info!("every assigned partition is read to its end");
@@ -379,6 +388,9 @@ impl Pipeline {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let offset = m.offset();
         summary.consumed += 1;
+        if summary.consumed % 100_000 == 0 {
+            tracing::debug!(consumed = summary.consumed, "progress");
+        }
         let decoded = state.decoder.decode(m.payload(), now_ms);
         tally.decode_time += started.elapsed();
         let kind = &state.decoder.kind().kind;
@@ -493,6 +505,7 @@ impl Pipeline {
         if offsets.is_empty() {
             return;
         }
+        tracing::debug!(files = files.len(), partitions = offsets.len(), "flush sealed");
         let dlq = std::mem::take(&mut self.pending_dlq);
         let lake = self.lake.clone();
         let earlier_acked = self.dlq_chain.take();
@@ -581,6 +594,7 @@ impl Pipeline {
             .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
             .map_err(|e| Error::kafka("committing offsets", e))?;
         self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
+        tracing::debug!(seconds = flight.sealed_at.elapsed().as_secs_f64(), "flush durable and committed");
         if let Some(t) = flight.newest_event_ms {
             self.metrics
                 .end_to_end((chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0);
@@ -662,21 +676,27 @@ impl Pipeline {
 
     /// Whether every assigned partition has been read to its high watermark and is flushed.
     fn caught_up(&mut self, consumer: &IngestConsumer) -> bool {
-        let states: Vec<_> = self.partitions.values().flat_map(|t| t.values()).collect();
-        if states.is_empty() || !self.in_flight.is_empty() || states.iter().any(|s| s.is_dirty()) {
-            // Not assigned yet, or data still on its way: a flush comes first.
-            if states.iter().any(|s| s.is_dirty()) {
-                self.seal();
-            }
+        if self.partitions.values().all(HashMap::is_empty) {
             return false;
         }
-        states.iter().all(|s| {
+        // Input has paused: make what was read durable first (a no-op when nothing is pending).
+        if let Err(e) = self.drain(consumer) {
+            self.fatal.get_or_insert(e);
+            return false;
+        }
+        let states: Vec<_> = self.partitions.values().flat_map(|t| t.values()).collect();
+        let started = Instant::now();
+        let done = states.iter().all(|s| {
             let position = s.next_offset.or(s.start_offset).unwrap_or(0);
-            match consumer.fetch_watermarks(&s.topic, s.partition, Duration::from_secs(5)) {
+            // The producer's own connection: the consumer's has a fetch outstanding, which holds
+            // a watermark request back by up to fetch.wait.max.ms per partition.
+            match self.dlq.client().fetch_watermarks(&s.topic, s.partition, Duration::from_secs(5)) {
                 Ok((low, high)) => position >= high || low == high,
                 Err(_) => false,
             }
-        })
+        });
+        tracing::debug!(done, seconds = started.elapsed().as_secs_f64(), "end of input checked");
+        done
     }
 }
 
