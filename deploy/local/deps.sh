@@ -8,7 +8,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
-command -v python3 >/dev/null || need+=(python3)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v curl >/dev/null || need+=(curl)
 # prometheus brings the server and promtool for the metrics tests and manifest checks.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 for pkg in libcurl4-openssl-dev libssl-dev pkg-config; do

@@ -5,13 +5,29 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE/../.."
 
-cleanup() { "$HERE/kafka.sh" down || true; }
+cleanup() {
+  "$HERE/kafka.sh" down || true
+  [[ -n "${S3_PID:-}" ]] && kill "$S3_PID" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 # Build first, while no broker holds memory, so a build failure reads as one.
 cargo build --workspace --all-targets --locked
 # The deployment files, with real tools (promtool, kubernetes-validate) and rade's own loader.
 RADE_BIN="${CARGO_TARGET_DIR:-target}/debug/rade" deploy/check.sh
+mkdir -p "${RADE_STATE:-.local}"
+# An S3-compatible server (moto, from PyPI, in the venv check.sh made) for the s3:// lake.
+VENV="${RADE_CACHE:-$HOME/.cache/rade}/venv"
+[[ -x "$VENV/bin/moto_server" ]] || "$VENV/bin/pip" install -q 'moto[server]'
+S3_PORT="${RADE_TEST_S3_PORT:-9400}"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"${RADE_STATE:-.local}/moto.log" 2>&1 &
+S3_PID=$!
+export RADE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null "$RADE_TEST_S3_ENDPOINT/" && break
+  sleep 0.2
+done
+curl -sf -o /dev/null "$RADE_TEST_S3_ENDPOINT/" || { echo "test.sh: the S3 server did not start" >&2; exit 1; }
 RADE_TEST_BOOTSTRAP="$("$HERE/kafka.sh" up)"
 export RADE_TEST_BOOTSTRAP
 echo "test.sh: Kafka at $RADE_TEST_BOOTSTRAP" >&2

@@ -131,8 +131,6 @@ impl PartitionState {
         self.buffers.values().map(RowBatchBuilder::approx_bytes).sum()
     }
 
-    
-
     /// Closes the open segment: one file per hour named by the segment's offset range, the
     /// offset to commit once they and the segment's rejects are durable, and the newest event.
     pub(crate) fn seal(&mut self) -> Option<(Vec<(RawFile, RecordBatch)>, i64, Option<i64>)> {

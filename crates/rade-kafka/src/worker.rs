@@ -594,7 +594,10 @@ impl Pipeline {
             .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
             .map_err(|e| Error::kafka("committing offsets", e))?;
         self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
-        tracing::debug!(seconds = flight.sealed_at.elapsed().as_secs_f64(), "flush durable and committed");
+        tracing::debug!(
+            seconds = flight.sealed_at.elapsed().as_secs_f64(),
+            "flush durable and committed"
+        );
         if let Some(t) = flight.newest_event_ms {
             self.metrics
                 .end_to_end((chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0);
@@ -690,7 +693,11 @@ impl Pipeline {
             let position = s.next_offset.or(s.start_offset).unwrap_or(0);
             // The producer's own connection: the consumer's has a fetch outstanding, which holds
             // a watermark request back by up to fetch.wait.max.ms per partition.
-            match self.dlq.client().fetch_watermarks(&s.topic, s.partition, Duration::from_secs(5)) {
+            match self
+                .dlq
+                .client()
+                .fetch_watermarks(&s.topic, s.partition, Duration::from_secs(5))
+            {
                 Ok((low, high)) => position >= high || low == high,
                 Err(_) => false,
             }
