@@ -49,17 +49,7 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
     let produced = produce(&setup.prefix, records).await;
 
     let config = setup.config("");
-    let log = setup.log("run.log");
-    let mut child = spawn_rade(
-        &["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"],
-        &log,
-    );
-    let status = wait_exit(&mut child, Duration::from_secs(180), &log);
-    assert!(
-        status.success(),
-        "rade run failed: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    run_until_caught_up(&config, &[], &setup.log("run.log"));
 
     let lake = read_lake(&setup.lake());
     let dlq = read_topic(&setup.dlq);
@@ -88,14 +78,7 @@ async fn every_record_lands_once_in_the_lake_or_the_dlq_with_its_reason() {
         &setup.lake(),
         "",
     );
-    let log = setup.log("replay.log");
-    let mut child = spawn_rade(
-        &["run", "--config", replay.to_str().expect("utf-8"), "--until-caught-up"],
-        &log,
-    );
-    let status = wait_exit(&mut child, Duration::from_secs(180), &log);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "replay failed: {text}");
+    let text = run_until_caught_up(&replay, &[], &setup.log("replay.log"));
     let after = read_lake(&setup.lake());
     assert_eq!(after.len(), lake.len(), "the replay wrote rows again");
     let dlq_after = read_topic(&setup.dlq);
@@ -140,17 +123,7 @@ async fn restart_mid_stream(sig: i32) {
     }
     let produced = producer.await.expect("producer task");
 
-    let second_log = setup.log("second.log");
-    let mut second = spawn_rade(
-        &["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"],
-        &second_log,
-    );
-    let status = wait_exit(&mut second, Duration::from_secs(180), &second_log);
-    assert!(
-        status.success(),
-        "restart failed: {}",
-        std::fs::read_to_string(&second_log).unwrap_or_default()
-    );
+    run_until_caught_up(&config, &[], &setup.log("second.log"));
 
     let rows = read_lake(&setup.lake());
     let dlq = read_topic(&setup.dlq);

@@ -65,17 +65,7 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
         let config = setup.config("");
         let mut env = env.clone();
         env.push(("RADE__KAFKA__GROUP_ID", &group));
-        let mut child = spawn_rade_env(
-            &["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"],
-            &env,
-            &log,
-        );
-        let status = wait_exit(&mut child, Duration::from_secs(180), &log);
-        assert!(
-            status.success(),
-            "{round}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        run_until_caught_up(&config, &env, &log);
 
         // Every valid record once, proven with the lineage columns, read back from S3.
         let mut total = 0;
