@@ -669,7 +669,12 @@ pub fn spawn_rade_env(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child 
 /// Runs `rade run --config <config> --until-caught-up` to its end, asserts a clean exit, and
 /// returns its log.
 pub fn run_until_caught_up(config: &Path, env: &[(&str, &str)], log: &Path) -> String {
-    let args = ["run", "--config", config.to_str().expect("a UTF-8 path"), "--until-caught-up"];
+    let args = [
+        "run",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--until-caught-up",
+    ];
     let mut child = spawn_rade_env(&args, env, log);
     let status = wait_exit(&mut child, Duration::from_secs(180), log);
     let text = std::fs::read_to_string(log).unwrap_or_default();

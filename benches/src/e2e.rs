@@ -94,14 +94,13 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     let status = loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = s
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = s
                 .lines()
                 .find_map(|l| l.strip_prefix("VmHWM:"))
                 .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
+        {
+            peak_kib = peak_kib.max(kib);
         }
         if let Some(status) = child.try_wait()? {
             break status;

@@ -2,7 +2,6 @@
 //! (moto's server, started by `make test`), and `rade query` reading the lake back from S3.
 
 use std::process::Command;
-use std::time::Duration;
 
 use rade_integration_tests::*;
 use rade_sim::FormatChoice;

@@ -61,6 +61,13 @@ pub(crate) struct PartitionState {
     newest_event_ms: Option<i64>,
 }
 
+/// A closed segment: its files, the offset to commit once they are durable, its newest event.
+pub(crate) struct Sealed {
+    pub(crate) files: Vec<(RawFile, RecordBatch)>,
+    pub(crate) next_offset: i64,
+    pub(crate) newest_event_ms: Option<i64>,
+}
+
 /// What a record turned out to be.
 pub(crate) enum Handled {
     Buffered,
@@ -133,7 +140,7 @@ impl PartitionState {
 
     /// Closes the open segment: one file per hour named by the segment's offset range, the
     /// offset to commit once they and the segment's rejects are durable, and the newest event.
-    pub(crate) fn seal(&mut self) -> Option<(Vec<(RawFile, RecordBatch)>, i64, Option<i64>)> {
+    pub(crate) fn seal(&mut self) -> Option<Sealed> {
         if !self.dirty {
             return None;
         }
@@ -156,6 +163,10 @@ impl PartitionState {
             })
             .collect();
         self.dirty = false;
-        Some((files, next, self.newest_event_ms.take()))
+        Some(Sealed {
+            files,
+            next_offset: next,
+            newest_event_ms: self.newest_event_ms.take(),
+        })
     }
 }

@@ -400,20 +400,20 @@ impl Pipeline {
         let t = tally.kinds.get_mut(kind).expect("inserted above");
         t.consumed += 1;
         match decoded {
-            Ok(row) => match {
+            Ok(row) => {
                 tally.newest_event_ms = tally.newest_event_ms.max(row.observed_at_ms);
-                state.push_row(&row, offset, now_ms)
-            } {
-                Handled::Buffered => {
-                    summary.valid += 1;
-                    t.valid += 1;
+                match state.push_row(&row, offset, now_ms) {
+                    Handled::Buffered => {
+                        summary.valid += 1;
+                        t.valid += 1;
+                    }
+                    Handled::AlreadyDurable => {
+                        summary.replay_skipped += 1;
+                        t.valid += 1;
+                        tally.replay_skipped += 1;
+                    }
                 }
-                Handled::AlreadyDurable => {
-                    summary.replay_skipped += 1;
-                    t.valid += 1;
-                    tally.replay_skipped += 1;
-                }
-            },
+            }
             Err(reject) => {
                 *summary.rejected.entry(reject.reason).or_default() += 1;
                 *t.rejected.entry(reject.reason).or_default() += 1;
@@ -496,10 +496,10 @@ impl Pipeline {
         let mut offsets = Vec::new();
         let mut newest_event_ms = None;
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-            if let Some((f, next, newest)) = state.seal() {
-                files.extend(f);
-                offsets.push((state.topic.clone(), state.partition, next));
-                newest_event_ms = newest_event_ms.max(newest);
+            if let Some(sealed) = state.seal() {
+                files.extend(sealed.files);
+                offsets.push((state.topic.clone(), state.partition, sealed.next_offset));
+                newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
             }
         }
         if offsets.is_empty() {

@@ -247,10 +247,10 @@ impl KindSchema {
             };
             let min = number("rade.min");
             let max = number("rade.max");
-            if let (Some(lo), Some(hi)) = (min, max) {
-                if lo > hi {
-                    problems.push(format!("field `{}`: rade.min {lo} is above rade.max {hi}", f.name));
-                }
+            if let (Some(lo), Some(hi)) = (min, max)
+                && lo > hi
+            {
+                problems.push(format!("field `{}`: rade.min {lo} is above rade.max {hi}", f.name));
             }
             let unit = f
                 .custom_attributes
@@ -273,10 +273,10 @@ impl KindSchema {
                     problems.push(format!("a sensor schema needs the field `{required}`"));
                 }
             }
-            if let Some(i) = observed_at {
-                if fields[i].ty != FieldType::TimestampMillis || fields[i].nullable {
-                    problems.push("field `observed_at` must be a non-null timestamp-millis long".into());
-                }
+            if let Some(i) = observed_at
+                && (fields[i].ty != FieldType::TimestampMillis || fields[i].nullable)
+            {
+                problems.push("field `observed_at` must be a non-null timestamp-millis long".into());
             }
         }
         if !problems.is_empty() {
@@ -341,7 +341,7 @@ pub(crate) mod tests {
             {"name":"observed_at","type":{"type":"long","logicalType":"timestamp-millis"}},
             {"name":"tags","type":{"type":"array","items":"string"}}]}"#;
         let err = KindSchema::parse("x", 1, text, Path::new("schemas/x.avsc"))
-            .unwrap_err()
+            .expect_err("must be refused")
             .to_string();
         assert!(err.contains("schemas/x.avsc"), "{err}");
         assert!(err.contains("`tags`"), "{err}");
@@ -351,7 +351,7 @@ pub(crate) mod tests {
     fn refuses_a_non_numeric_range() {
         let text = LEVEL.replace(r#""rade.min":0}"#, r#""rade.min":"zero"}"#);
         let err = KindSchema::parse("water_level", 1, &text, Path::new("w.avsc"))
-            .unwrap_err()
+            .expect_err("must be refused")
             .to_string();
         assert!(err.contains("`flow`") && err.contains("rade.min"), "{err}");
     }

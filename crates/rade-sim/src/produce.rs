@@ -98,7 +98,7 @@ pub fn produce(
             }
         }
         sent += 1;
-        if sent % 1024 == 0 {
+        if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
