@@ -18,7 +18,7 @@ build: deps ## Build every crate, test and bench
 demo: deps ## Run the embedded demo: mock Kafka, simulator, pipeline, local lake
 	$(CARGO) run --locked -p rade -- demo
 
-test: deps ## Start a real Kafka broker, run all tests against it, stop it
+test: deps ## Start Kafka and an S3 server, check deploy/, run every test, stop them
 	deploy/local/test.sh
 
 up: deps ## Start the local Kafka broker (127.0.0.1:9092)
