@@ -43,11 +43,6 @@ impl KafkaConfig {
     pub fn raw_topic(&self, kind: &str) -> String {
         format!("{}{kind}", self.raw_topic_prefix)
     }
-
-    /// The kind a raw topic carries, if it follows the prefix.
-    pub fn kind_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic.strip_prefix(self.raw_topic_prefix.as_str())
-    }
 }
 
 /// Settings shared by every client of rade: bootstrap and the pass-through properties.

@@ -209,6 +209,7 @@ impl Worker {
         let consumer: IngestConsumer = consumer_config
             .create_with_context(IngestContext {
                 pipeline: pipeline.clone(),
+                metrics: self.metrics.clone(),
             })
             .map_err(|e| Error::kafka("creating the consumer", e))?;
 
@@ -710,19 +711,20 @@ impl Pipeline {
 /// Runs the rebalance decisions inside the consumer's poll.
 struct IngestContext {
     pipeline: Arc<Mutex<Pipeline>>,
+    /// Statistics go straight to the metrics, without the pipeline's lock.
+    metrics: Metrics,
 }
 
 impl ClientContext for IngestContext {
     fn stats(&self, stats: rdkafka::Statistics) {
-        let p = lock(&self.pipeline);
-        p.metrics
+        self.metrics
             .health()
             .set_broker_up(stats.brokers.values().any(|b| b.state == "UP"));
         for (topic, t) in &stats.topics {
             for (partition, s) in &t.partitions {
                 // Partition -1 is librdkafka's internal queue; lag is -1 until known.
                 if *partition >= 0 && s.desired && s.consumer_lag >= 0 {
-                    p.metrics.consumer_lag(topic, *partition, s.consumer_lag);
+                    self.metrics.consumer_lag(topic, *partition, s.consumer_lag);
                 }
             }
         }

@@ -16,19 +16,5 @@ pub enum Error {
     Task(#[from] tokio::task::JoinError),
 }
 
-impl Error {
-    /// Storage errors may pass (network, throttling); the caller retries them and commits nothing meanwhile.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Store { source, .. } if !matches!(source,
-            object_store::Error::NotFound { .. }
-                | object_store::Error::InvalidPath { .. }
-                | object_store::Error::NotSupported { .. }
-                | object_store::Error::NotImplemented { .. }
-                | object_store::Error::UnknownConfigurationKey { .. }
-                | object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }))
-    }
-}
-
 /// Result of the lake crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -299,11 +299,6 @@ impl KindSchema {
             arrow: Arc::new(Schema::new(columns)),
         })
     }
-
-    /// Number of measurement columns; the lake schema appends the lineage columns after them.
-    pub fn value_columns(&self) -> usize {
-        self.fields.len()
-    }
 }
 
 #[cfg(test)]

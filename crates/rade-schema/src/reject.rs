@@ -39,11 +39,6 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
         }
     }
-
-    /// Parses a `rade.reason` header value.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
 }
 
 impl fmt::Display for RejectReason {

@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 pub use health::Health;
-pub use server::{bound, serve};
+pub use server::serve;
 
 mod health;
 mod server;

@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
@@ -41,11 +40,6 @@ async fn ready(State(metrics): State<Metrics>) -> impl IntoResponse {
             format!("not ready: {}\n", why.join(", ")),
         )
     }
-}
-
-/// The address a `listen` setting binds, for logs.
-pub fn bound(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
 
 #[cfg(test)]

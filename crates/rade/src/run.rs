@@ -116,7 +116,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("while binding the metrics endpoint to {addr} (telemetry.listen)"))?;
-        let bound = rade_telemetry::bound(&listener).unwrap_or(addr);
+        let bound = listener.local_addr().unwrap_or(addr);
         info!(addr = %bound, "serving /metrics, /healthz and /readyz");
         let server = rade_telemetry::serve(listener, metrics.clone(), std::future::pending());
         runtime.spawn(async move {
