@@ -1,0 +1,29 @@
+use std::path::PathBuf;
+
+/// What stops windows or rules from starting; every variant names the file, rule or key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("window `{label}`: {message}")]
+    Window { label: String, message: String },
+    #[error("{}: cannot read the rules: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    RuleFile { path: PathBuf, message: String },
+    #[error("{}: rule `{rule}`: {message}", path.display())]
+    Rule { path: PathBuf, rule: String, message: String },
+    #[error("{}: derived column `{column}` of `{kind}`: {message}", path.display())]
+    Derived {
+        path: PathBuf,
+        kind: String,
+        column: String,
+        message: String,
+    },
+    #[error("kind `{kind}`: {message}")]
+    Kind { kind: String, message: String },
+    #[error("window state snapshot: {0}")]
+    Snapshot(String),
+    #[error("evaluating `{what}`: {message}")]
+    Eval { what: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

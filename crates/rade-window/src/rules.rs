@@ -1,0 +1,478 @@
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use rade_schema::Catalog;
+use serde::{Deserialize, Serialize};
+
+use crate::layout::KindLayout;
+use crate::spec::WindowSpec;
+use crate::template::Template;
+use crate::{Error, Result};
+
+/// Severity of an alert, lowest first (the `Severity` enum of `schemas/alert.avsc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Alarm,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Alarm => "alarm",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rule: Vec<RuleDef>,
+    #[serde(default)]
+    derived: Vec<DerivedDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// Kinds the rule watches; empty for every kind (only for `no_signal` rules).
+    #[serde(default)]
+    kinds: Vec<String>,
+    window: Option<String>,
+    severity: Severity,
+    condition: Option<String>,
+    clear: Option<String>,
+    value: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    no_signal: Option<Duration>,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DerivedDef {
+    kind: String,
+    name: String,
+    sql: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    unit: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+/// A column computed by DataFusion from the aggregate columns of a closed window.
+struct Derived {
+    name: String,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+/// A rule over the closed windows of one kind and window shape.
+pub struct WindowRule {
+    pub name: String,
+    pub severity: Severity,
+    pub spec: usize,
+    /// The condition as written, copied into every alert.
+    pub condition_sql: String,
+    condition: Arc<dyn PhysicalExpr>,
+    /// `None`: the alert resolves as soon as the condition no longer holds.
+    clear: Option<Arc<dyn PhysicalExpr>>,
+    value: Option<Arc<dyn PhysicalExpr>>,
+    pub(crate) message: Template,
+}
+
+/// A rule that raises when a sensor has sent nothing for `after`.
+pub struct SilenceRule {
+    pub name: String,
+    pub severity: Severity,
+    pub after_ms: i64,
+    pub condition_sql: String,
+    pub(crate) message: Template,
+}
+
+/// One rule's verdicts over a batch of closed windows.
+pub(crate) struct Verdicts {
+    pub condition: BooleanArray,
+    pub clear: Option<BooleanArray>,
+    pub value: Option<Float64Array>,
+}
+
+/// The derived columns and rules of one sensor kind, compiled against its aggregate schema.
+pub struct KindRules {
+    pub layout: Arc<KindLayout>,
+    derived: Vec<Derived>,
+    /// Aggregate columns, then derived columns: the schema of `aggregates/` files of the kind.
+    pub schema: SchemaRef,
+    pub window_rules: Vec<WindowRule>,
+    pub silence_rules: Vec<SilenceRule>,
+}
+
+impl KindRules {
+    /// Adds the derived columns (before the lineage columns) to a batch of closed windows. A
+    /// derived value that cannot be computed for a batch is null, with a warning: the windows
+    /// themselves are never dropped.
+    pub fn finish(&self, batch: RecordBatch) -> RecordBatch {
+        if self.derived.is_empty() {
+            return batch;
+        }
+        let rows = batch.num_rows();
+        let mut columns = batch.columns().to_vec();
+        let lineage = columns.split_off(columns.len() - 2);
+        for d in &self.derived {
+            // Each derived column may use the ones before it.
+            let partial_schema = Arc::new(Schema::new(self.schema.fields()[..columns.len()].to_vec()));
+            let column = RecordBatch::try_new(partial_schema, columns.clone())
+                .map_err(|e| Error::Eval {
+                    what: d.name.clone(),
+                    message: e.to_string(),
+                })
+                .and_then(|b| eval(&d.expr, &b, &d.name))
+                .and_then(|a| {
+                    arrow::compute::cast(&a, &DataType::Float64).map_err(|e| Error::Eval {
+                        what: d.name.clone(),
+                        message: e.to_string(),
+                    })
+                });
+            columns.push(column.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "derived column not computed for these windows");
+                arrow::array::new_null_array(&DataType::Float64, rows)
+            }));
+        }
+        columns.extend(lineage);
+        RecordBatch::try_new(self.schema.clone(), columns).expect("columns follow the kind's aggregate schema")
+    }
+}
+
+impl WindowRule {
+    pub(crate) fn evaluate(&self, batch: &RecordBatch) -> Result<Verdicts> {
+        let boolean = |expr: &Arc<dyn PhysicalExpr>| -> Result<BooleanArray> {
+            Ok(eval(expr, batch, &self.name)?.as_boolean().clone())
+        };
+        Ok(Verdicts {
+            condition: boolean(&self.condition)?,
+            clear: self.clear.as_ref().map(boolean).transpose()?,
+            value: self
+                .value
+                .as_ref()
+                .map(|v| -> Result<Float64Array> {
+                    let a = eval(v, batch, &self.name)?;
+                    let a = arrow::compute::cast(&a, &DataType::Float64).map_err(|e| Error::Eval {
+                        what: self.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                    Ok(a.as_primitive().clone())
+                })
+                .transpose()?,
+        })
+    }
+}
+
+fn eval(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch, what: &str) -> Result<ArrayRef> {
+    expr.evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| Error::Eval {
+            what: what.into(),
+            message: e.to_string(),
+        })
+}
+
+/// Every rule and derived column of `rules/`, compiled by DataFusion against the aggregate
+/// schema of the kinds they name.
+pub struct RuleSet {
+    kinds: HashMap<String, Arc<KindRules>>,
+    files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("files", &self.files)
+            .field("rules", &self.rule_names())
+            .finish()
+    }
+}
+
+fn session() -> SessionContext {
+    SessionContext::new_with_config(
+        SessionConfig::new().set_bool("datafusion.sql_parser.enable_ident_normalization", false),
+    )
+}
+
+fn compile(ctx: &SessionContext, schema: &Schema, sql: &str, want: Want) -> std::result::Result<Arc<dyn PhysicalExpr>, String> {
+    let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
+    let expr = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| first_line(&e.to_string()))?;
+    // Simplification rewrites functions such as arrow_cast into plain casts.
+    let simplify = SimplifyContext::builder()
+        .with_schema(Arc::new(df_schema.clone()))
+        .with_config_options(Arc::new(ctx.state().config_options().as_ref().clone()))
+        .build();
+    let expr = ExprSimplifier::new(simplify)
+        .simplify(expr)
+        .map_err(|e| first_line(&e.to_string()))?;
+    let physical = ctx
+        .create_physical_expr(expr, &df_schema)
+        .map_err(|e| first_line(&e.to_string()))?;
+    let ty = physical.data_type(schema).map_err(|e| e.to_string())?;
+    let ok = match want {
+        Want::Boolean => ty == DataType::Boolean,
+        Want::Number => ty.is_numeric(),
+    };
+    if !ok {
+        return Err(format!(
+            "`{sql}` is of type {ty}, expected {}",
+            match want {
+                Want::Boolean => "a boolean condition",
+                Want::Number => "a number",
+            }
+        ));
+    }
+    Ok(physical)
+}
+
+#[derive(Clone, Copy)]
+enum Want {
+    Boolean,
+    Number,
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_owned()
+}
+
+impl RuleSet {
+    /// No rules, no derived columns: windows are aggregated and written, nothing alerts.
+    pub fn empty(catalog: &Catalog) -> Result<Self> {
+        Self::build(catalog, &[], Vec::new())
+    }
+
+    /// Loads every `*.toml` of `dir` (sorted by name). Errors name the file and the rule.
+    pub fn load(dir: &Path, catalog: &Catalog, specs: &[WindowSpec]) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let file: RuleFile = toml::from_str(&text).map_err(|e| Error::RuleFile {
+                path: path.clone(),
+                message: e.to_string().trim_end().replace('\n', " "),
+            })?;
+            files.push((path, file));
+        }
+        Self::build(catalog, specs, files)
+    }
+
+    fn build(catalog: &Catalog, specs: &[WindowSpec], files: Vec<(PathBuf, RuleFile)>) -> Result<Self> {
+        let ctx = session();
+        let mut kinds: BTreeMap<String, KindRules> = BTreeMap::new();
+        for k in catalog.kinds() {
+            let layout = Arc::new(KindLayout::new(k.clone())?);
+            kinds.insert(
+                k.kind.clone(),
+                KindRules {
+                    schema: layout.schema.clone(),
+                    layout,
+                    derived: Vec::new(),
+                    window_rules: Vec::new(),
+                    silence_rules: Vec::new(),
+                },
+            );
+        }
+        // Derived columns first: any rule of any file may use them.
+        for (path, file) in &files {
+            for d in &file.derived {
+                let err = |message: String| Error::Derived {
+                    path: path.clone(),
+                    kind: d.kind.clone(),
+                    column: d.name.clone(),
+                    message,
+                };
+                let rules = kinds
+                    .get_mut(&d.kind)
+                    .ok_or_else(|| err(format!("unknown kind; known kinds: {}", catalog_kinds(catalog))))?;
+                if rules.schema.field_with_name(&d.name).is_ok() {
+                    return Err(err("a column of that name already exists".into()));
+                }
+                // Derived columns see the statistics and the derived columns before them.
+                let mut fields: Vec<Field> = rules.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                let lineage = fields.split_off(fields.len() - 2);
+                let visible = Schema::new(fields.clone());
+                let expr = compile(&ctx, &visible, &d.sql, Want::Number).map_err(err)?;
+                fields.push(Field::new(&d.name, DataType::Float64, true));
+                fields.extend(lineage);
+                rules.schema = Arc::new(Schema::new(fields));
+                rules.derived.push(Derived {
+                    name: d.name.clone(),
+                    expr,
+                });
+            }
+        }
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut names = Vec::new();
+        for (path, file) in &files {
+            for def in &file.rule {
+                let err = |message: String| Error::Rule {
+                    path: path.clone(),
+                    rule: def.name.clone(),
+                    message,
+                };
+                if def.name.is_empty()
+                    || !def
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(err("a rule name is made of a-z, 0-9 and _".into()));
+                }
+                if let Some(other) = seen.insert(def.name.clone(), path.clone()) {
+                    return Err(err(format!("the name is already used in {}", other.display())));
+                }
+                names.push(def.name.clone());
+                let targets: Vec<String> = if def.kinds.is_empty() {
+                    if def.no_signal.is_none() {
+                        return Err(err("`kinds` is required (it may be omitted only by no_signal rules)".into()));
+                    }
+                    kinds.keys().cloned().collect()
+                } else {
+                    def.kinds.clone()
+                };
+                for kind in &targets {
+                    let rules = kinds.get_mut(kind).ok_or_else(|| {
+                        err(format!("unknown kind `{kind}`; known kinds: {}", catalog_kinds(catalog)))
+                    })?;
+                    if let Some(after) = def.no_signal {
+                        if def.condition.is_some() || def.window.is_some() || def.clear.is_some() || def.value.is_some()
+                        {
+                            return Err(err(
+                                "a no_signal rule has no window, condition, clear or value: it raises when a sensor sends nothing for that long".into(),
+                            ));
+                        }
+                        let after_ms = after.as_millis() as i64;
+                        if after_ms < 1000 {
+                            return Err(err("no_signal must be at least 1s".into()));
+                        }
+                        let message = Template::parse(&def.message, &|n| {
+                            matches!(n, "sensor_id" | "kind" | "last_seen" | "silence")
+                        })
+                        .map_err(|m| err(format!("message: {m} (a no_signal message may use sensor_id, kind, last_seen, silence)")))?;
+                        rules.silence_rules.push(SilenceRule {
+                            name: def.name.clone(),
+                            severity: def.severity,
+                            after_ms,
+                            condition_sql: format!("no record for {}", humantime::format_duration(after)),
+                            message,
+                        });
+                        continue;
+                    }
+                    let window = def.window.as_deref().ok_or_else(|| err("`window` is required".into()))?;
+                    let spec = specs.iter().position(|s| s.label == window).ok_or_else(|| {
+                        err(format!(
+                            "unknown window `{window}`; configured windows: {}",
+                            specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
+                    let condition_sql = def.condition.clone().ok_or_else(|| err("`condition` is required".into()))?;
+                    let schema = rules.schema.clone();
+                    let at = |what: &str, m: String| err(format!("{what} (kind {kind}): {m}"));
+                    let condition = compile(&ctx, &schema, &condition_sql, Want::Boolean).map_err(|m| at("condition", m))?;
+                    let clear = def
+                        .clear
+                        .as_deref()
+                        .map(|sql| compile(&ctx, &schema, sql, Want::Boolean))
+                        .transpose()
+                        .map_err(|m| at("clear", m))?;
+                    let value = def
+                        .value
+                        .as_deref()
+                        .map(|sql| compile(&ctx, &schema, sql, Want::Number))
+                        .transpose()
+                        .map_err(|m| at("value", m))?;
+                    let message = Template::parse(&def.message, &|n| {
+                        n == "kind" || n == "value" || schema.field_with_name(n).is_ok()
+                    })
+                    .map_err(|m| at("message", m))?;
+                    rules.window_rules.push(WindowRule {
+                        name: def.name.clone(),
+                        severity: def.severity,
+                        spec,
+                        condition_sql,
+                        condition,
+                        clear,
+                        value,
+                        message,
+                    });
+                }
+                let _ = &def.description;
+            }
+        }
+        Ok(RuleSet {
+            kinds: kinds.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            files: files.into_iter().map(|(p, _)| p).collect(),
+        })
+    }
+
+    /// The compiled rules of a kind; every kind of the catalog has an entry.
+    pub fn kind(&self, kind: &str) -> Option<&Arc<KindRules>> {
+        self.kinds.get(kind)
+    }
+
+    /// Every rule name, sorted.
+    pub fn rule_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .kinds
+            .values()
+            .flat_map(|k| {
+                k.window_rules
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .chain(k.silence_rules.iter().map(|r| r.name.clone()))
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The rule files read.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+fn catalog_kinds(catalog: &Catalog) -> String {
+    catalog
+        .kinds()
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
