@@ -21,6 +21,12 @@ pub enum Error {
         offset: i64,
         source: rdkafka::error::KafkaError,
     },
+    #[error("{topic} did not acknowledge {what}: {source}")]
+    Publish {
+        topic: String,
+        what: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("lake write failed: {0}")]
     Lake(#[from] rade_lake::Error),
     #[error("the worker thread failed: {0}")]

@@ -9,7 +9,7 @@
 pub use client::{KafkaConfig, client_config, probe};
 pub use dlq::{DlqRecord, dlq_headers};
 pub use error::{Error, Result};
-pub use worker::{StopWhen, Summary, Worker, WorkerConfig};
+pub use worker::{StopWhen, Summary, Windowing, Worker, WorkerConfig};
 
 mod client;
 mod dlq;

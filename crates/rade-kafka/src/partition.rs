@@ -1,9 +1,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::array::{Array, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
-use rade_lake::{RawFile, hour_of};
+use rade_lake::{DerivedFile, DerivedTable, RawFile, day_of, hour_of};
 use rade_schema::{Decoder, Lineage, Row, RowBatchBuilder};
+use rade_window::{Alert, ClosedWindows, PartitionWindows, alerts_batch};
 
 /// What the lake already holds for a partition, read when it is assigned.
 #[derive(Debug, Default)]
@@ -59,11 +61,26 @@ pub(crate) struct PartitionState {
     dirty: bool,
     /// Newest event time buffered since the last seal.
     newest_event_ms: Option<i64>,
+    /// Event-time windows and alert state, when windows are enabled.
+    pub(crate) windows: Option<PartitionWindows>,
+    /// Records before this offset are already in the restored window state and the lake.
+    pub(crate) skip_before: i64,
+    /// Windows closed and alerts emitted since the last seal, for the lake.
+    closed: Vec<ClosedWindows>,
+    alerts: Vec<Alert>,
+    /// Watermark the windows were last closed at.
+    closed_at: i64,
+    /// Whether the window state changed without a record (windows closed by the watermark).
+    window_changed: bool,
 }
 
 /// A closed segment: its files, the offset to commit once they are durable, its newest event.
 pub(crate) struct Sealed {
     pub(crate) files: Vec<(RawFile, RecordBatch)>,
+    /// Closed windows and alerts, one file per table and day.
+    pub(crate) derived: Vec<(DerivedFile, RecordBatch)>,
+    /// The window state as of `next_offset`, written once the files are durable.
+    pub(crate) snapshot: Option<Vec<u8>>,
     pub(crate) next_offset: i64,
     pub(crate) newest_event_ms: Option<i64>,
 }
@@ -81,6 +98,8 @@ impl PartitionState {
         decoder: Decoder,
         start_offset: Option<i64>,
         durable: Durable,
+        windows: Option<PartitionWindows>,
+        skip_before: i64,
     ) -> Self {
         PartitionState {
             topic,
@@ -93,7 +112,40 @@ impl PartitionState {
             durable,
             dirty: false,
             newest_event_ms: None,
+            windows,
+            skip_before,
+            closed: Vec::new(),
+            alerts: Vec::new(),
+            closed_at: i64::MIN,
+            window_changed: false,
         }
+    }
+
+    /// Passes over a record that the restored window state and the lake already hold.
+    pub(crate) fn skip(&mut self, offset: i64) {
+        self.advance(offset);
+    }
+
+    /// Closes the windows the watermark has passed; returns what closed and the new alerts.
+    pub(crate) fn close_windows(&mut self, watermark: i64, now_ms: i64) -> (&[ClosedWindows], Vec<Alert>) {
+        let Some(w) = self.windows.as_mut() else {
+            return (&[], Vec::new());
+        };
+        let before = self.closed.len();
+        if watermark > self.closed_at {
+            self.closed_at = watermark;
+            let closed = w.close(watermark, now_ms);
+            if !closed.is_empty() {
+                self.window_changed = true;
+            }
+            self.closed.extend(closed);
+        }
+        let alerts = w.take_alerts();
+        if !alerts.is_empty() {
+            self.window_changed = true;
+            self.alerts.extend(alerts.iter().cloned());
+        }
+        (&self.closed[before..], alerts)
     }
 
     fn advance(&mut self, offset: i64) {
@@ -141,11 +193,11 @@ impl PartitionState {
     /// Closes the open segment: one file per hour named by the segment's offset range, the
     /// offset to commit once they and the segment's rejects are durable, and the newest event.
     pub(crate) fn seal(&mut self) -> Option<Sealed> {
-        if !self.dirty {
+        if !self.dirty && !self.window_changed {
             return None;
         }
-        let next = self.next_offset.expect("a dirty partition has handled a record");
-        let start = self.seg_start.take().expect("a dirty partition has a segment");
+        let next = self.next_offset.or(self.start_offset)?;
+        let start = self.seg_start.take().unwrap_or(next);
         let kind = self.decoder.kind().kind.clone();
         let files = std::mem::take(&mut self.buffers)
             .into_iter()
@@ -162,11 +214,75 @@ impl PartitionState {
                 (file, b.finish())
             })
             .collect();
+        let mut derived = Vec::new();
+        let file = |table: DerivedTable, day_ms: i64| DerivedFile {
+            table,
+            day_ms,
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            next_offset: next,
+            watermark_ms: self.closed_at.max(0),
+        };
+        let mut by_window: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for c in std::mem::take(&mut self.closed) {
+            by_window.entry(c.window).or_default().push(c.batch);
+        }
+        for (window, batches) in by_window {
+            for (day, batch) in split_by_day(&batches) {
+                let table = DerivedTable::Aggregates {
+                    window: window.clone(),
+                    kind: kind.clone(),
+                };
+                derived.push((file(table, day), batch));
+            }
+        }
+        let alerts = std::mem::take(&mut self.alerts);
+        if !alerts.is_empty() {
+            for (day, batch) in split_by_day(&[alerts_batch(&alerts)]) {
+                derived.push((file(DerivedTable::Alerts, day), batch));
+            }
+        }
+        let snapshot = self.windows.as_ref().and_then(|w| match w.snapshot(next) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "window state not saved");
+                None
+            }
+        });
         self.dirty = false;
+        self.window_changed = false;
         Some(Sealed {
             files,
+            derived,
+            snapshot,
             next_offset: next,
             newest_event_ms: self.newest_event_ms.take(),
         })
     }
+}
+
+/// Splits batches by the UTC day of their `window_start` column (the lake's `date=`).
+fn split_by_day(batches: &[RecordBatch]) -> Vec<(i64, RecordBatch)> {
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let Ok(batch) = arrow::compute::concat_batches(&first.schema(), batches) else {
+        return Vec::new();
+    };
+    let Some(starts) = batch
+        .column_by_name("window_start")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+    else {
+        return Vec::new();
+    };
+    let days: std::collections::BTreeSet<i64> = starts.values().iter().map(|&t| day_of(t)).collect();
+    if days.len() == 1 {
+        return vec![(*days.first().expect("one day"), batch)];
+    }
+    days.into_iter()
+        .filter_map(|day| {
+            let mask: arrow::array::BooleanArray = starts.values().iter().map(|&t| Some(day_of(t) == day)).collect();
+            arrow::compute::filter_record_batch(&batch, &mask).ok().map(|b| (day, b))
+        })
+        .collect()
 }

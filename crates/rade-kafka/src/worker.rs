@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{Lake, RawFile, Written};
-use rade_schema::{Catalog, DecodeLimits, Decoder, RejectReason};
+use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written};
+use rade_schema::{Catalog, DecodeLimits, Decoder, KindSchema, Reject, RejectReason};
 use rade_telemetry::{Metrics, Table};
+use rade_window::{AlertFormat, Observed, PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_watermark};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -73,6 +74,12 @@ pub struct Summary {
     pub replay_skipped: u64,
     pub files_written: u64,
     pub bytes_written: u64,
+    /// Sensor windows closed, all kinds and shapes together.
+    pub windows_closed: u64,
+    /// Alert state changes acknowledged by the alert topic.
+    pub alerts: u64,
+    /// Valid records behind the watermark (in the raw lake, reported as `late`).
+    pub late: u64,
     /// Last committed offset per topic partition.
     pub committed: BTreeMap<(String, i32), i64>,
 }
@@ -92,6 +99,31 @@ pub struct Worker {
     limits: DecodeLimits,
     lake: Lake,
     metrics: Metrics,
+    windowing: Option<Windowing>,
+}
+
+/// Windows and rules, when `[windows] enabled`.
+#[derive(Debug, Clone)]
+pub struct Windowing {
+    pub config: WindowConfig,
+    pub specs: Arc<[WindowSpec]>,
+    pub rules: Arc<RuleSet>,
+}
+
+impl Windowing {
+    /// Windows and rules of a configuration, checked: errors name the window, rule file or rule.
+    pub fn load(config: &WindowConfig, catalog: &Catalog) -> std::result::Result<Option<Self>, rade_window::Error> {
+        let specs: Arc<[WindowSpec]> = config.specs()?.into();
+        if !config.enabled {
+            return Ok(None);
+        }
+        let rules = RuleSet::load(&config.rules_dir, catalog, &specs)?;
+        Ok(Some(Windowing {
+            config: config.clone(),
+            specs,
+            rules: Arc::new(rules),
+        }))
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -122,7 +154,14 @@ impl Worker {
             limits,
             lake,
             metrics,
+            windowing: None,
         }
+    }
+
+    /// Aggregates windows and runs rules besides filling the raw lake.
+    pub fn with_windows(mut self, windowing: Option<Windowing>) -> Self {
+        self.windowing = windowing;
+        self
     }
 
     /// The raw topics this worker subscribes to, with their decoders.
@@ -172,7 +211,12 @@ impl Worker {
             dlq,
             dlq_topic: self.kafka.dlq_topic.clone(),
             pending_dlq: Vec::new(),
+            pending_out: Vec::new(),
             dlq_chain: None,
+            durable_chain: None,
+            alert_schema: self.catalog.alert().cloned(),
+            windowing: self.windowing.clone(),
+            watermark: None,
             in_flight: VecDeque::new(),
             lake: self.lake.clone(),
             metrics: self.metrics.clone(),
@@ -302,7 +346,21 @@ struct InFlight {
 
 struct FlushOutcome {
     dlq_acked: u64,
-    written: Vec<Written>,
+    alerts_acked: u64,
+    written: Vec<(Table, Written)>,
+}
+
+/// A write of a flush: a raw file or a file of closed windows or alerts.
+enum Job {
+    Raw(RawFile, arrow::record_batch::RecordBatch),
+    Derived(DerivedFile, arrow::record_batch::RecordBatch),
+}
+
+/// A message to the alert or aggregates topic that must be acknowledged before the flush commits.
+struct Outgoing {
+    delivery: DeliveryFuture,
+    topic: String,
+    what: &'static str,
 }
 
 /// Everything the poll loop and the rebalance callbacks share.
@@ -312,8 +370,15 @@ struct Pipeline {
     dlq: FutureProducer,
     dlq_topic: String,
     pending_dlq: Vec<(DeliveryFuture, Arc<str>, i32, i64)>,
+    pending_out: Vec<Outgoing>,
     /// Resolves when every flush sealed so far has its rejects acknowledged.
     dlq_chain: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Resolves when every flush sealed so far is wholly durable (files and window state).
+    durable_chain: Option<tokio::sync::oneshot::Receiver<()>>,
+    alert_schema: Option<Arc<KindSchema>>,
+    windowing: Option<Windowing>,
+    /// Combined event-time watermark of the assigned partitions; only grows.
+    watermark: Option<i64>,
     in_flight: VecDeque<InFlight>,
     lake: Lake,
     metrics: Metrics,
@@ -339,6 +404,7 @@ struct Tally {
 struct KindTally {
     consumed: u64,
     valid: u64,
+    late: u64,
     rejected: BTreeMap<RejectReason, u64>,
 }
 
@@ -351,8 +417,12 @@ impl Tally {
             for (reason, n) in std::mem::take(&mut t.rejected) {
                 metrics.rejected(kind, reason.as_str(), n);
             }
+            if t.late > 0 {
+                metrics.late(kind, t.late);
+            }
             t.consumed = 0;
             t.valid = 0;
+            t.late = 0;
         }
         metrics.replay_skipped(std::mem::take(&mut self.replay_skipped));
         if self.newest_event_ms > 0 {
@@ -374,6 +444,7 @@ impl Pipeline {
             summary,
             tally,
             first_pending_at,
+            fatal,
             ..
         } = self;
         let Some(state) = partitions.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
@@ -385,25 +456,33 @@ impl Pipeline {
             return;
         };
         first_pending_at.get_or_insert_with(Instant::now);
-        let started = Instant::now();
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let offset = m.offset();
         summary.consumed += 1;
         if summary.consumed % 100_000 == 0 {
             tracing::debug!(consumed = summary.consumed, "progress");
         }
-        let decoded = state.decoder.decode(m.payload(), now_ms);
-        tally.decode_time += started.elapsed();
         let kind = &state.decoder.kind().kind;
         if !tally.kinds.contains_key(kind) {
             tally.kinds.insert(kind.clone(), KindTally::default());
         }
         let t = tally.kinds.get_mut(kind).expect("inserted above");
         t.consumed += 1;
-        match decoded {
+        if offset < state.skip_before {
+            // In the window state restored on assignment, and in the lake or the DLQ.
+            state.skip(offset);
+            summary.replay_skipped += 1;
+            tally.replay_skipped += 1;
+            return;
+        }
+        let started = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let decoded = state.decoder.decode(m.payload(), now_ms);
+        tally.decode_time += started.elapsed();
+        let reject = match decoded {
             Ok(row) => {
                 tally.newest_event_ms = tally.newest_event_ms.max(row.observed_at_ms);
-                match state.push_row(&row, offset, now_ms) {
+                let handled = state.push_row(&row, offset, now_ms);
+                match handled {
                     Handled::Buffered => {
                         summary.valid += 1;
                         t.valid += 1;
@@ -414,6 +493,26 @@ impl Pipeline {
                         tally.replay_skipped += 1;
                     }
                 }
+                // Replayed rows still feed the windows: the restored state does not hold them.
+                let observed = state.windows.as_mut().map(|w| w.observe(&row, now_ms));
+                let Some(Observed::Late { closed_at }) = observed else {
+                    return;
+                };
+                summary.late += 1;
+                t.late += 1;
+                if matches!(handled, Handled::AlreadyDurable) {
+                    // Reported before the file holding the row was written.
+                    return;
+                }
+                Reject {
+                    reason: RejectReason::Late,
+                    detail: format!(
+                        "event time {} is behind the watermark {}: kept in the raw lake, left out of the closed windows",
+                        rade_window_time(row.observed_at_ms),
+                        rade_window_time(closed_at)
+                    ),
+                    schema_id: Some(state.decoder.kind().id),
+                }
             }
             Err(reject) => {
                 *summary.rejected.entry(reject.reason).or_default() += 1;
@@ -421,42 +520,108 @@ impl Pipeline {
                 if !state.push_reject(offset) {
                     return;
                 }
-                let record = DlqRecord {
-                    key: m.key(),
-                    value: m.payload(),
-                    topic: m.topic(),
-                    partition: m.partition(),
+                reject
+            }
+        };
+        let record = DlqRecord {
+            key: m.key(),
+            value: m.payload(),
+            topic: m.topic(),
+            partition: m.partition(),
+            offset,
+        };
+        let headers = dlq_headers(&record, &reject);
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
+        if let Some(k) = record.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = record.value {
+            rec = rec.payload(v);
+        }
+        match send(dlq, rec) {
+            Ok(delivery) => pending_dlq.push((delivery, state.topic.clone(), state.partition, offset)),
+            Err(e) => {
+                *fatal = Some(Error::Dlq {
+                    topic: state.topic.to_string(),
+                    partition: state.partition,
                     offset,
+                    source: e,
+                });
+            }
+        }
+    }
+
+    /// Moves the watermark, closes the windows it has passed, and publishes their alerts
+    /// (and aggregates, when a topic is set). Everything published is acknowledged before
+    /// the flush holding it commits.
+    fn advance_windows(&mut self) {
+        let Some(windowing) = self.windowing.as_ref() else {
+            return;
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let progress = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .filter_map(|s| s.windows.as_ref().map(PartitionWindows::progress));
+        let lateness = windowing.config.lateness_ms();
+        let idle = windowing.config.idle_timeout.as_millis() as i64;
+        if let Some(w) = combined_watermark(progress, now_ms, lateness, idle) {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        }
+        let Some(watermark) = self.watermark else {
+            return;
+        };
+        self.metrics
+            .watermark_lag((now_ms - watermark).max(0) as f64 / 1000.0);
+        let alerts_topic = windowing.config.alerts_topic.clone();
+        let aggregates_topic = windowing.config.aggregates_topic.clone();
+        let format = windowing.config.alert_format;
+        let mut outgoing = Vec::new();
+        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+            let kind = state.decoder.kind().kind.clone();
+            let (closed, alerts) = state.close_windows(watermark, now_ms);
+            for c in closed {
+                let n = c.batch.num_rows() as u64;
+                self.summary.windows_closed += n;
+                self.metrics.windows_closed(&kind, &c.window, n);
+                if !aggregates_topic.is_empty() {
+                    outgoing.extend(aggregate_messages(&aggregates_topic, c));
+                }
+            }
+            for alert in alerts {
+                info!(rule = %alert.rule, state = alert.state.as_str(), sensor = %alert.sensor_id, message = %alert.message, "alert");
+                self.metrics.alert(&alert.rule, alert.state.as_str());
+                let value = match (format, self.alert_schema.as_ref()) {
+                    (AlertFormat::Avro, Some(schema)) => match alert.to_avro(schema) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            warn!(error = %e, "alert not encodable as Avro; sent as JSON");
+                            alert.to_json()
+                        }
+                    },
+                    _ => alert.to_json(),
                 };
-                let headers = dlq_headers(&record, &reject);
-                let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
-                if let Some(k) = record.key {
-                    rec = rec.key(k);
-                }
-                if let Some(v) = record.value {
-                    rec = rec.payload(v);
-                }
-                loop {
-                    match dlq.send_result(rec) {
-                        Ok(delivery) => {
-                            pending_dlq.push((delivery, state.topic.clone(), state.partition, offset));
-                            break;
-                        }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            // The producer's own thread drains the queue; wait for room.
-                            rec = back;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err((e, _)) => {
-                            self.fatal = Some(Error::Dlq {
-                                topic: state.topic.to_string(),
-                                partition: state.partition,
-                                offset,
-                                source: e,
-                            });
-                            return;
-                        }
-                    }
+                outgoing.push((alerts_topic.clone(), alert.key(), value, Some(alert.alert_id.clone()), "an alert"));
+            }
+        }
+        for (topic, key, value, id, what) in outgoing {
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).key(key.as_bytes()).payload(&value);
+            if let Some(id) = &id {
+                rec = rec.headers(rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "rade.alert.id",
+                    value: Some(id.as_str()),
+                }));
+            }
+            match send(&self.dlq, rec) {
+                Ok(delivery) => self.pending_out.push(Outgoing {
+                    delivery,
+                    topic: topic.clone(),
+                    what,
+                }),
+                Err(source) => {
+                    self.fatal.get_or_insert(Error::Publish { topic, what, source });
+                    return;
                 }
             }
         }
@@ -477,6 +642,7 @@ impl Pipeline {
     /// Seals when the buffer is full or old enough, and commits what has become durable.
     fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics);
+        self.advance_windows();
         let old = self
             .first_pending_at
             .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
@@ -493,12 +659,17 @@ impl Pipeline {
     /// Closes every open segment into one flush task: DLQ acknowledgements first, then files.
     fn seal(&mut self) {
         self.first_pending_at = None;
-        let mut files: Vec<(RawFile, arrow::record_batch::RecordBatch)> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut snapshots: Vec<(Arc<str>, i32, Vec<u8>)> = Vec::new();
         let mut offsets = Vec::new();
         let mut newest_event_ms = None;
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
             if let Some(sealed) = state.seal() {
-                files.extend(sealed.files);
+                jobs.extend(sealed.files.into_iter().map(|(f, b)| Job::Raw(f, b)));
+                jobs.extend(sealed.derived.into_iter().map(|(f, b)| Job::Derived(f, b)));
+                if let Some(bytes) = sealed.snapshot {
+                    snapshots.push((state.topic.clone(), state.partition, bytes));
+                }
                 offsets.push((state.topic.clone(), state.partition, sealed.next_offset));
                 newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
             }
@@ -506,12 +677,16 @@ impl Pipeline {
         if offsets.is_empty() {
             return;
         }
-        tracing::debug!(files = files.len(), partitions = offsets.len(), "flush sealed");
+        tracing::debug!(files = jobs.len(), partitions = offsets.len(), "flush sealed");
         let dlq = std::mem::take(&mut self.pending_dlq);
+        let outgoing = std::mem::take(&mut self.pending_out);
         let lake = self.lake.clone();
         let earlier_acked = self.dlq_chain.take();
         let (acked_tx, acked_rx) = tokio::sync::oneshot::channel();
         self.dlq_chain = Some(acked_rx);
+        let earlier_durable = self.durable_chain.take();
+        let (durable_tx, durable_rx) = tokio::sync::oneshot::channel();
+        self.durable_chain = Some(durable_rx);
         let task = self.runtime.spawn(async move {
             // Files are written only once this flush's rejects and every earlier flush's are
             // acknowledged, so any file of a partition proves to a later replay that the
@@ -536,15 +711,54 @@ impl Pipeline {
                 }
             }
             let _ = acked_tx.send(());
-            let written = futures::stream::iter(files)
-                .map(|(file, batch)| {
+            let mut alerts_acked = 0;
+            for out in outgoing {
+                let fail = |source| Error::Publish {
+                    topic: out.topic.clone(),
+                    what: out.what,
+                    source,
+                };
+                match out.delivery.await {
+                    Ok(Ok(_)) => alerts_acked += u64::from(out.what == "an alert"),
+                    Ok(Err((e, _))) => return Err(fail(e)),
+                    Err(_) => return Err(fail(KafkaError::Canceled)),
+                }
+            }
+            let written: Vec<(Table, Written)> = futures::stream::iter(jobs)
+                .map(|job| {
                     let lake = lake.clone();
-                    async move { lake.write_raw(&file, vec![batch]).await }
+                    async move {
+                        match job {
+                            Job::Raw(file, batch) => Ok((Table::Raw, lake.write_raw(&file, vec![batch]).await?)),
+                            Job::Derived(file, batch) => {
+                                let table = match file.table {
+                                    DerivedTable::Aggregates { .. } => Table::Aggregates,
+                                    DerivedTable::Alerts => Table::Alerts,
+                                };
+                                Ok::<_, Error>((table, lake.write_derived(&file, vec![batch]).await?))
+                            }
+                        }
+                    }
                 })
                 .buffer_unordered(2)
                 .try_collect()
                 .await?;
-            Ok(FlushOutcome { dlq_acked, written })
+            // The window state is saved last, and only once every earlier flush is durable:
+            // a restored state never runs ahead of what the lake holds.
+            if let Some(earlier) = earlier_durable {
+                earlier
+                    .await
+                    .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
+            }
+            for (topic, partition, bytes) in snapshots {
+                lake.put_state(&topic, partition, bytes).await?;
+            }
+            let _ = durable_tx.send(());
+            Ok(FlushOutcome {
+                dlq_acked,
+                alerts_acked,
+                written,
+            })
         });
         self.in_flight.push_back(InFlight {
             task,
@@ -579,11 +793,14 @@ impl Pipeline {
         let outcome = outcome?;
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
-        for w in &outcome.written {
+        self.summary.alerts += outcome.alerts_acked;
+        for (table, w) in &outcome.written {
             if let Written::Created { bytes } = w {
-                self.summary.files_written += 1;
-                self.summary.bytes_written += bytes;
-                self.metrics.lake_file(Table::Raw, *bytes);
+                if matches!(table, Table::Raw) {
+                    self.summary.files_written += 1;
+                    self.summary.bytes_written += bytes;
+                }
+                self.metrics.lake_file(*table, *bytes);
             }
         }
         let mut tpl = TopicPartitionList::new();
@@ -612,6 +829,7 @@ impl Pipeline {
     /// Seals and waits for every flush, committing each.
     fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics);
+        self.advance_windows();
         self.seal();
         self.complete(consumer, true)
     }
@@ -650,7 +868,16 @@ impl Pipeline {
                 .collect();
             let durable = Durable::new(&files, start.unwrap_or(0));
             tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
-            let state = PartitionState::new(topic.as_str().into(), elem.partition(), decoder, start, durable);
+            let (windows, skip_before) = self.restore_windows(&topic, elem.partition(), &decoder, start)?;
+            let state = PartitionState::new(
+                topic.as_str().into(),
+                elem.partition(),
+                decoder,
+                start,
+                durable,
+                windows,
+                skip_before,
+            );
             self.partitions
                 .entry(topic)
                 .or_default()
@@ -658,6 +885,58 @@ impl Pipeline {
         }
         self.metrics.assigned_partitions(self.assigned());
         Ok(())
+    }
+
+    /// The windows of a newly assigned partition, from the state its last owner saved. When
+    /// that state is ahead of the committed offset (a crash between saving it and committing),
+    /// the records in between are skipped: they are in the state and in the lake.
+    fn restore_windows(
+        &self,
+        topic: &str,
+        partition: i32,
+        decoder: &Decoder,
+        committed: Option<i64>,
+    ) -> Result<(Option<PartitionWindows>, i64)> {
+        let Some(windowing) = self.windowing.as_ref() else {
+            return Ok((None, i64::MIN));
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let kind = &decoder.kind().kind;
+        let mut windows = PartitionWindows::new(
+            topic.into(),
+            partition,
+            kind,
+            windowing.specs.clone(),
+            &windowing.rules,
+            now_ms,
+        )
+        .map_err(|e| Error::Thread(e.to_string()))?;
+        let Some(bytes) = self.runtime.block_on(self.lake.get_state(topic, partition))? else {
+            return Ok((Some(windows), i64::MIN));
+        };
+        match windows.restore(&bytes) {
+            Ok(at) => {
+                let committed = committed.unwrap_or(0);
+                if at < committed {
+                    warn!(topic, partition, state_at = at, committed, "window state older than the committed offset: records in between are missing from the open windows");
+                }
+                info!(topic, partition, state_at = at, sensors = windows.sensors(), open_windows = windows.open_windows(), "window state restored");
+                Ok((Some(windows), at))
+            }
+            Err(e) => {
+                warn!(topic, partition, error = %e, "window state not restored; windows start empty");
+                let fresh = PartitionWindows::new(
+                    topic.into(),
+                    partition,
+                    kind,
+                    windowing.specs.clone(),
+                    &windowing.rules,
+                    now_ms,
+                )
+                .map_err(|e| Error::Thread(e.to_string()))?;
+                Ok((Some(fresh), i64::MIN))
+            }
+        }
     }
 
     fn revoke(&mut self, consumer: &IngestConsumer, tpl: &TopicPartitionList) -> Result<()> {
@@ -706,6 +985,52 @@ impl Pipeline {
         tracing::debug!(done, seconds = started.elapsed().as_secs_f64(), "end of input checked");
         done
     }
+}
+
+/// Sends a record, waiting while the producer's queue is full.
+fn send(producer: &FutureProducer, mut rec: FutureRecord<'_, [u8], [u8]>) -> std::result::Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(rec) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The producer's own thread drains the queue; wait for room.
+                rec = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+fn rade_window_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Closed windows as JSON messages for the aggregates topic, keyed by sensor id.
+fn aggregate_messages(
+    topic: &str,
+    c: &rade_window::ClosedWindows,
+) -> Vec<(String, String, Vec<u8>, Option<String>, &'static str)> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+        if writer.write(&c.batch).and_then(|()| writer.finish()).is_err() {
+            return Vec::new();
+        }
+    }
+    let sensors = c.batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>();
+    buf.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let mut v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            v["window"] = serde_json::Value::String(c.window.clone());
+            let key = sensors.map(|s| s.value(i).to_owned()).unwrap_or_default();
+            (topic.to_owned(), key, serde_json::to_vec(&v).unwrap_or_default(), None, "aggregates")
+        })
+        .collect()
 }
 
 /// Runs the rebalance decisions inside the consumer's poll.

@@ -75,6 +75,69 @@ impl RawFile {
     }
 }
 
+/// Where a flush's closed windows or alerts go: one file per partition, flush and day. The
+/// name holds the partition's position when the flush was sealed and the watermark that closed
+/// the windows; both only grow, so two flushes never share a name, and a replay that closes
+/// the same windows at the same position writes the same name (create-only: no duplicate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFile {
+    pub table: DerivedTable,
+    /// Start of the UTC day (ms) the rows' windows start in.
+    pub day_ms: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub watermark_ms: i64,
+}
+
+/// The tables computed from raw records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DerivedTable {
+    /// `aggregates/window=<window>/kind=<kind>/`
+    Aggregates { window: String, kind: String },
+    /// `alerts/`
+    Alerts,
+}
+
+impl DerivedFile {
+    /// `aggregates/window=<w>/kind=<k>/date=<D>/<name>` or `alerts/date=<D>/<name>`, where the
+    /// name is `<topic>__p<partition>__o<next offset>__w<watermark>.parquet`.
+    pub fn path(&self, root: &Path) -> Path {
+        let t = DateTime::from_timestamp_millis(self.day_ms).unwrap_or_default();
+        let mut parts = match &self.table {
+            DerivedTable::Aggregates { window, kind } => {
+                vec!["aggregates".to_owned(), format!("window={window}"), format!("kind={kind}")]
+            }
+            DerivedTable::Alerts => vec!["alerts".to_owned()],
+        };
+        parts.push(format!("date={:04}-{:02}-{:02}", t.year(), t.month(), t.day()));
+        parts.push(format!(
+            "{}__p{}__o{:020}__w{:013}.parquet",
+            self.topic, self.partition, self.next_offset, self.watermark_ms
+        ));
+        let mut p = root.clone();
+        for part in parts {
+            p = p.join(part);
+        }
+        p
+    }
+}
+
+/// Start of the UTC day holding `t_ms`.
+pub fn day_of(t_ms: i64) -> i64 {
+    t_ms.div_euclid(86_400_000) * 86_400_000
+}
+
+/// The window state of a partition, overwritten at every flush: `_state/windows/<topic>/p<n>.cbor.zst`.
+/// Readers of the Hive tables never see it (it is outside them, and `_` marks it private).
+pub fn state_path(root: &Path, topic: &str, partition: i32) -> Path {
+    root.clone()
+        .join("_state")
+        .join("windows")
+        .join(topic)
+        .join(format!("p{partition}.cbor.zst"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! names are deterministic from the Kafka offsets they cover).
 
 pub use error::{Error, Result};
-pub use layout::{RawFile, hour_of};
+pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
 pub use query::query_session;
 pub use store::{Lake, Written};
 

@@ -13,7 +13,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use url::Url;
 
-use crate::layout::RawFile;
+use crate::layout::{DerivedFile, RawFile, state_path};
 use crate::{Error, Result};
 
 /// A Parquet lake on an object store, rooted at `root`.
@@ -112,7 +112,49 @@ impl Lake {
 
     /// Encodes `batches` as one zstd Parquet file and creates it; never overwrites.
     pub async fn write_raw(&self, file: &RawFile, batches: Vec<RecordBatch>) -> Result<Written> {
-        let path = file.path(&self.root);
+        self.write_create_only(file.path(&self.root), batches).await
+    }
+
+    /// Writes a file of closed windows or alerts, create-only like raw files.
+    pub async fn write_derived(&self, file: &DerivedFile, batches: Vec<RecordBatch>) -> Result<Written> {
+        self.write_create_only(file.path(&self.root), batches).await
+    }
+
+    /// Replaces the window state of a partition (a single PUT: readers see the old or the new).
+    pub async fn put_state(&self, topic: &str, partition: i32, bytes: Vec<u8>) -> Result<u64> {
+        let path = state_path(&self.root, topic, partition);
+        let size = bytes.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Store {
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(size)
+    }
+
+    /// The window state of a partition, if one was saved.
+    pub async fn get_state(&self, topic: &str, partition: i32) -> Result<Option<Vec<u8>>> {
+        let path = state_path(&self.root, topic, partition);
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => {
+                return Err(Error::Store {
+                    path: path.to_string(),
+                    source,
+                });
+            }
+        };
+        let bytes = got.bytes().await.map_err(|source| Error::Store {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>) -> Result<Written> {
         let props = self.props.clone();
         let shown = path.to_string();
         // Encoding is CPU work: keep it off the async workers.

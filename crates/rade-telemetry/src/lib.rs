@@ -22,12 +22,16 @@ mod server;
 #[derive(Debug, Clone, Copy)]
 pub enum Table {
     Raw,
+    Aggregates,
+    Alerts,
 }
 
 impl Table {
     fn as_str(self) -> &'static str {
         match self {
             Table::Raw => "raw",
+            Table::Aggregates => "aggregates",
+            Table::Alerts => "alerts",
         }
     }
 }
@@ -49,6 +53,9 @@ pub struct Metrics {
     assigned_partitions: IntGauge,
     watermark_lag: Gauge,
     end_to_end_seconds: Histogram,
+    windows_closed: IntCounterVec,
+    alerts: IntCounterVec,
+    late: IntCounterVec,
     health: Arc<Health>,
 }
 
@@ -118,6 +125,21 @@ impl Metrics {
                 prometheus::exponential_buckets(0.25, 2.0, 16).expect("valid buckets"),
             ),
             health: Arc::new(Health::default()),
+            windows_closed: counter_vec(
+                "windows_closed_total",
+                "Sensor windows closed by the watermark and aggregated, by kind and window.",
+                &["kind", "window"],
+            ),
+            alerts: counter_vec(
+                "alerts_total",
+                "Alert state changes emitted, by rule and state (RAISED, RESOLVED).",
+                &["rule", "state"],
+            ),
+            late: counter_vec(
+                "records_late_total",
+                "Valid records behind the watermark: kept in the raw lake, reported in the DLQ, left out of closed windows.",
+                &["kind"],
+            ),
             consumed: counter_vec("records_consumed_total", "Records read from raw topics.", &["kind"]),
             valid: counter_vec("records_valid_total", "Records that passed validation.", &["kind"]),
             rejected: counter_vec(
@@ -152,6 +174,21 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Records windows of one kind and window shape closed.
+    pub fn windows_closed(&self, kind: &str, window: &str, n: u64) {
+        self.windows_closed.with_label_values(&[kind, window]).inc_by(n);
+    }
+
+    /// Records an alert state change; `rule` comes from the rule files, a small fixed set.
+    pub fn alert(&self, rule: &str, state: &'static str) {
+        self.alerts.with_label_values(&[rule, state]).inc();
+    }
+
+    /// Records late records of one kind.
+    pub fn late(&self, kind: &str, n: u64) {
+        self.late.with_label_values(&[kind]).inc_by(n);
     }
 
     /// Records decoded messages of one kind: `consumed` read, `valid` of them accepted.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use rade_kafka::{KafkaConfig, WorkerConfig};
+use rade_kafka::{KafkaConfig, Windowing, WorkerConfig};
+use rade_window::WindowConfig;
 use rade_schema::{Catalog, DecodeLimits};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,7 @@ pub struct RawConfig {
     pub validation: ValidationSection,
     pub log: LogSection,
     pub telemetry: TelemetrySection,
+    pub windows: WindowConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -109,6 +111,8 @@ pub struct Config {
     pub log: LogFormat,
     /// Where to serve metrics and health; `None` when turned off.
     pub listen: Option<std::net::SocketAddr>,
+    /// Windows and rules; `None` when `windows.enabled = false`.
+    pub windowing: Option<Windowing>,
 }
 
 /// Reads the layers; `path` must exist when given.
@@ -205,6 +209,23 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
             "lake.url: `{lake_url}` is neither file://, s3:// nor a local path"
         ));
     }
+    let mut windows = raw.windows.clone();
+    if windows.rules_dir.is_relative() {
+        windows.rules_dir = base.join(&windows.rules_dir);
+    }
+    if windows.enabled && windows.alerts_topic.trim().is_empty() {
+        problems.push("windows.alerts_topic: empty".into());
+    }
+    let windowing = match &catalog {
+        Some(c) => match Windowing::load(&windows, c) {
+            Ok(w) => w,
+            Err(e) => {
+                problems.push(format!("windows: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
     let Some(catalog) = catalog.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
@@ -228,6 +249,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         },
         log: raw.log.format,
         listen,
+        windowing,
     })
 }
 
@@ -275,8 +297,9 @@ mod tests {
     #[test]
     fn durations_sizes_and_validation() {
         let (d, path) = write(&format!(
-            "[worker]\nflush_interval = \"2s\"\nflush_size = \"8MiB\"\n[schemas]\ndir = \"{}\"\n[kafka]\nkinds = [\"noise\"]\n",
-            schemas()
+            "[worker]\nflush_interval = \"2s\"\nflush_size = \"8MiB\"\n[schemas]\ndir = \"{}\"\n[kafka]\nkinds = [\"noise\"]\n[windows]\nrules_dir = \"{}/../../rules\"\n",
+            schemas(),
+            env!("CARGO_MANIFEST_DIR")
         ));
         let raw = load(Some(&path)).expect("loads");
         let c = validate(raw, d.path()).expect("valid");

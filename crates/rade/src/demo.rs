@@ -67,6 +67,22 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     cluster
         .create_topic(&kafka.dlq_topic, 1, 1)
         .context("while creating the DLQ topic")?;
+    let window_config = rade_window::WindowConfig::default();
+    cluster
+        .create_topic(&window_config.alerts_topic, 1, 1)
+        .context("while creating the alert topic")?;
+    let specs: Arc<[rade_window::WindowSpec]> = window_config.specs().map_err(anyhow::Error::new)?.into();
+    // The shipped rules when run from the repository; windows without rules otherwise.
+    let rules = if window_config.rules_dir.is_dir() {
+        rade_window::RuleSet::load(&window_config.rules_dir, &catalog, &specs)?
+    } else {
+        rade_window::RuleSet::empty(&catalog)?
+    };
+    let windowing = rade_kafka::Windowing {
+        config: window_config,
+        specs,
+        rules: Arc::new(rules),
+    };
 
     println!(
         "1. simulating {} readings of about 4 000 sensors over the last 3 hours (three wire formats, {:.0}% invalid)",
@@ -108,7 +124,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         DecodeLimits::default(),
         lake.clone(),
         Metrics::new(),
-    );
+    )
+    .with_windows(Some(windowing.clone()));
     let handle = runtime.handle().clone();
     let summary = std::thread::spawn(move || worker.run(handle, StopWhen::CaughtUp, Arc::new(AtomicBool::new(false))))
         .join()
@@ -141,6 +158,16 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let example = examples.get(reason.as_str()).map(String::as_str).unwrap_or("");
         println!("  {:<15} {n:>5}   e.g. {example}", reason.as_str());
     }
+    println!("\n== windows and alerts ==");
+    println!(
+        "  {} sensor windows closed ({}), {} alert state changes on {}, {} late records",
+        summary.windows_closed,
+        windowing.specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "),
+        summary.alerts,
+        windowing.config.alerts_topic,
+        summary.late
+    );
+    println!("  rules: {}", windowing.rules.rule_names().join(", "));
     println!("\n== where it is ==");
     println!(
         "  lake: {} ({} Parquet files, {:.1} MiB, Hive layout raw/kind=<kind>/date=<day>/hour=<HH>/)",

@@ -81,6 +81,25 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  schemas: {}", kinds.join(", "));
     println!("  lake: {}", config.lake_url);
+    match &config.windowing {
+        Some(w) => {
+            println!(
+                "  windows: {} (lateness {}, idle after {})",
+                w.specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "),
+                humantime::format_duration(w.config.allowed_lateness),
+                humantime::format_duration(w.config.idle_timeout)
+            );
+            println!(
+                "  rules: {} from {} file(s) in {}: {}",
+                w.rules.rule_names().len(),
+                w.rules.files().len(),
+                w.config.rules_dir.display(),
+                w.rules.rule_names().join(", ")
+            );
+            println!("  alerts: {} ({:?})", w.config.alerts_topic, w.config.alert_format);
+        }
+        None => println!("  windows: off"),
+    }
     if args.offline {
         return Ok(ExitCode::SUCCESS);
     }
@@ -132,7 +151,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.limits,
         lake,
         metrics,
-    );
+    )
+    .with_windows(config.windowing);
 
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(wait_for_signal(stop.clone()));
