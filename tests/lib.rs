@@ -46,6 +46,16 @@ pub fn catalog() -> Arc<Catalog> {
 }
 
 /// The `rade` binary of this build (built by `cargo build --workspace` before the tests).
+/// The alert topic of a test, named after its DLQ.
+pub fn alerts_topic(dlq: &str) -> String {
+    format!("{}.alerts", dlq.trim_end_matches(".dlq"))
+}
+
+/// The shipped rules, `rules/` at the repository root.
+pub fn rules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
+}
+
 pub fn rade_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
@@ -153,6 +163,17 @@ pub fn write_config(
     extra: &str,
 ) -> PathBuf {
     let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+    // Windows use the shipped rules and a per-test alert topic; `extra` may add its own keys.
+    let windows = format!(
+        "[windows]\nrules_dir = \"{}\"\nalerts_topic = \"{}\"\n",
+        rules_dir().display(),
+        alerts_topic(dlq)
+    );
+    let extra = if extra.contains("[windows]") {
+        extra.replacen("[windows]\n", &windows, 1)
+    } else {
+        format!("{windows}{extra}")
+    };
     let text = format!(
         r#"[kafka]
 bootstrap_servers = "{}"

@@ -4,6 +4,9 @@
 use std::process::Command;
 
 use rade_integration_tests::*;
+
+/// Readings spread over three hours, in no order: windows wait for all of them (none is late).
+const WIDE_LATENESS: &str = "[windows]\nallowed_lateness = \"4h\"\n";
 use rade_sim::FormatChoice;
 
 fn endpoint() -> String {
@@ -61,7 +64,7 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
         ("replay", format!("{}-replay", setup.group)),
     ] {
         let log = setup.log(&format!("{round}.log"));
-        let config = setup.config("");
+        let config = setup.config(WIDE_LATENESS);
         let mut env = env.clone();
         env.push(("RADE__KAFKA__GROUP_ID", &group));
         run_until_caught_up(&config, &env, &log);

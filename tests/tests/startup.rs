@@ -21,7 +21,11 @@ fn config(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("rade.toml");
     std::fs::write(
         &path,
-        format!("[schemas]\ndir = \"{}\"\n{text}", schemas_dir().display()),
+        format!(
+            "[schemas]\ndir = \"{}\"\n[windows]\nrules_dir = \"{}\"\n{text}",
+            schemas_dir().display(),
+            rules_dir().display()
+        ),
     )
     .expect("write");
     path.display().to_string()
@@ -101,4 +105,75 @@ fn a_missing_config_file_is_named() {
     let out = rade(&["run", "--config", "/nowhere/rade.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nowhere/rade.toml"));
+}
+
+#[test]
+fn the_shipped_rules_load_and_check_lists_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(dir.path(), "");
+    let out = rade(&["check", "--offline", "--config", &path], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for rule in [
+        "flood_warning",
+        "flood_alarm",
+        "water_rising_fast",
+        "heavy_rain",
+        "no2_information",
+        "no2_alert",
+        "pm10_information",
+        "pm10_alert",
+        "o3_information",
+        "o3_alert",
+        "night_noise",
+        "car_park_nearly_full",
+        "heat_wave",
+        "sensor_silent",
+    ] {
+        assert!(text.contains(rule), "{rule} missing from: {text}");
+    }
+}
+
+#[test]
+fn a_bad_rule_stops_check_and_run_naming_its_file_and_rule() {
+    let rule = |kinds: &str, window: &str, condition: &str| {
+        format!(
+            "[[rule]]\nname = \"bad_one\"\nkinds = [{kinds}]\nwindow = \"{window}\"\nseverity = \"warning\"\ncondition = \"{condition}\"\nmessage = \"{{sensor_id}}\"\n"
+        )
+    };
+    let cases = [
+        (rule("\"water_level\"", "15m", "heigth_max > 3"), "heigth_max"),
+        (rule("\"water_level\"", "15m", "height_max >"), "bad_one"),
+        (rule("\"water_level\"", "15m", "height_max"), "boolean"),
+        (rule("\"lava_flow\"", "15m", "height_max > 3"), "lava_flow"),
+        (rule("\"water_level\"", "2h", "height_max > 3"), "unknown window `2h`"),
+        ("[[rule]]\nname = \"bad_one\"\nseverity = \"loud\"\nmessage = \"x\"\n".to_owned(), "loud"),
+    ];
+    for (text, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).expect("mkdir");
+        std::fs::write(rules.join("broken.toml"), &text).expect("write rule");
+        let path = dir.path().join("rade.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[schemas]\ndir = \"{}\"\n[windows]\nrules_dir = \"{}\"\n",
+                schemas_dir().display(),
+                rules.display()
+            ),
+        )
+        .expect("write config");
+        let path = path.display().to_string();
+        for cmd in [&["check", "--offline", "--config", &path][..], &["run", "--config", &path][..]] {
+            let out = rade(cmd, &[]);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} {text}");
+            let err = stderr(&out);
+            assert!(err.contains("broken.toml"), "{cmd:?}: no file in {err}");
+            assert!(err.contains(expected), "{cmd:?}: `{expected}` not in {err}");
+            if !expected.contains("loud") {
+                assert!(err.contains("bad_one"), "{cmd:?}: no rule name in {err}");
+            }
+        }
+    }
 }

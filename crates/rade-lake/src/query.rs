@@ -29,10 +29,52 @@ pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionCont
             .await
             .map_err(|e| Error::Query(format!("cannot register raw_{}: {e}", kind.kind)))?;
     }
+    // Closed windows of every kind in one table: its columns are the union of the kinds'
+    // (a column a kind does not have is null), read from the files themselves.
+    for (table, dir, partitions) in [
+        ("aggregates", "aggregates/", vec!["window", "kind", "date"]),
+        ("alerts", "alerts/", vec!["date"]),
+    ] {
+        if !lake.has_files(dir).await? {
+            continue;
+        }
+        let url = lake.table_url(dir)?;
+        let options = ParquetReadOptions::default().table_partition_cols(
+            partitions.into_iter().map(|p| (p.to_owned(), DataType::Utf8)).collect(),
+        );
+        ctx.register_parquet(table, url.as_str(), options)
+            .await
+            .map_err(|e| Error::Query(format!("cannot register {table}: {e}")))?;
+    }
     Ok(ctx)
 }
 
 impl Lake {
+    /// Whether a directory of the lake holds at least one Parquet file.
+    pub(crate) async fn has_files(&self, relative: &str) -> Result<bool> {
+        use futures::StreamExt;
+        let (store, root) = self.store();
+        let mut prefix = root.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            prefix = prefix.join(part);
+        }
+        let mut listing = store.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            match meta {
+                Ok(m) if m.location.as_ref().ends_with(".parquet") => return Ok(true),
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(source) => {
+                    return Err(Error::Store {
+                        path: prefix.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// The URL of the store itself (`file:///` or `s3://bucket`), under which DataFusion finds it.
     pub(crate) fn table_base_url(&self) -> Result<Url> {
         let url = self.url();
