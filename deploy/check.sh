@@ -547,7 +547,7 @@ for i, a in instr:
         for s in sources:
             if not os.path.exists(s.rstrip("/")):
                 fail(f"COPY source {s} does not exist in the repository root")
-for needed in ("/etc/rade/schemas", "/usr/local/bin/rade", "/etc/rade/rade.toml"):
+for needed in ("/etc/rade/schemas", "/etc/rade/rules", "/usr/local/bin/rade", "/etc/rade/rade.toml"):
     if needed not in text:
         fail(f"the image has no {needed}")
 PY
@@ -576,8 +576,8 @@ exec(os.environ["PYLIB"])
 (cm,) = load_yaml("deploy/k8s/configmap.yaml")
 open(sys.argv[1], "w").write(cm["data"]["rade.toml"])
 PY
-    RADE__SCHEMAS__DIR=schemas "$RADE_BIN" check --offline --config deploy/rade.toml || return 1
-    RADE__SCHEMAS__DIR=schemas RADE_KAFKA_USERNAME=check RADE_KAFKA_PASSWORD=check \
+    RADE__SCHEMAS__DIR=schemas RADE__WINDOWS__RULES_DIR=rules "$RADE_BIN" check --offline --config deploy/rade.toml || return 1
+    RADE__SCHEMAS__DIR=schemas RADE__WINDOWS__RULES_DIR=rules RADE_KAFKA_USERNAME=check RADE_KAFKA_PASSWORD=check \
       "$RADE_BIN" check --offline --config "$cm" || return 1
     # The compose workers: the image config under their RADE__ overrides.
     local overrides
@@ -590,7 +590,7 @@ print(" ".join(f"{k}={v}" for k, v in env.items() if k.startswith("RADE__")))
 PY
 )" || return 1
     # shellcheck disable=SC2086 # the overrides are KEY=value words without spaces
-    env $overrides RADE__SCHEMAS__DIR=schemas "$RADE_BIN" check --offline --config deploy/rade.toml
+    env $overrides RADE__SCHEMAS__DIR=schemas RADE__WINDOWS__RULES_DIR=rules "$RADE_BIN" check --offline --config deploy/rade.toml
   }
   check "rade check --offline (image, compose and ConfigMap configs)" rade_check
 else
