@@ -12,3 +12,10 @@ cargo build --release --locked -p rade -p rade-benches --bins
 cargo bench --locked -p rade-benches --bench decode -- --noplot
 BOOTSTRAP="$("$KAFKA" up)"
 "${CARGO_TARGET_DIR:-target}/release/e2e" --bootstrap "$BOOTSTRAP" --records "${RADE_BENCH_RECORDS:-1000000}"
+# Window and rule cost without Kafka, and peak memory, at 10 000 and 100 000 sensors.
+echo "| sensors | windows | records | decode+buffer ns/record | windows+rules ns/record | windows/decode | windows closed | alerts | peak RSS (MiB) |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+for sensors in 10000 100000; do
+  "${CARGO_TARGET_DIR:-target}/release/windows" --sensors "$sensors" --windows 1m,15m,1h
+  "${CARGO_TARGET_DIR:-target}/release/windows" --sensors "$sensors"
+done

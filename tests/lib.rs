@@ -164,11 +164,10 @@ pub fn write_config(
 ) -> PathBuf {
     let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
     // Windows use the shipped rules and a per-test alert topic; `extra` may add its own keys.
-    let windows = format!(
-        "[windows]\nrules_dir = \"{}\"\nalerts_topic = \"{}\"\n",
-        rules_dir().display(),
-        alerts_topic(dlq)
-    );
+    let mut windows = format!("[windows]\nalerts_topic = \"{}\"\n", alerts_topic(dlq));
+    if !extra.contains("rules_dir") {
+        windows.push_str(&format!("rules_dir = \"{}\"\n", rules_dir().display()));
+    }
     let extra = if extra.contains("[windows]") {
         extra.replacen("[windows]\n", &windows, 1)
     } else {

@@ -177,52 +177,90 @@ fn harness(cli: &Cli) -> anyhow::Result<()> {
         &n.to_string(),
     ]))?;
 
-    eprintln!("rade worker into a local lake...");
     let dir = tempfile_dir(&id)?;
-    let lake = dir.join("lake");
-    let config_path = dir.join("rade.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{id}-worker\"\nraw_topic_prefix = \"{prefix}\"\nkinds = [{}]\ndlq_topic = \"{dlq}\"\n\
-             [worker]\nflush_interval = \"10s\"\nflush_size = \"128MiB\"\n[lake]\nurl = \"{}\"\n[schemas]\ndir = \"{}\"\n",
-            cli.bootstrap,
-            KINDS.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
-            lake.display(),
-            schemas.display()
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules").canonicalize()?;
+    // The same records twice more, each time with a new group and lake: the raw path only,
+    // then with the windows and rules of the shipped configuration.
+    let mut runs = Vec::new();
+    for (name, windows) in [
+        ("raw", "[windows]\nenabled = false\n".to_owned()),
+        (
+            "windows",
+            format!(
+                "[windows]\nrules_dir = \"{}\"\nalerts_topic = \"{id}.alerts\"\n",
+                rules.display()
+            ),
         ),
-    )?;
-    let worker = measure(
-        Command::new(&rade)
-            .args([
-                "run",
-                "--config",
-                config_path.to_str().context("utf-8 path")?,
-                "--until-caught-up",
-            ])
-            .env("RUST_LOG", "warn"),
-    )?;
-    let (rows, bytes) = lake_rows(&lake)?;
-    if rows != n {
-        bail!("the lake holds {rows} rows, expected {n}");
+    ] {
+        eprintln!("rade worker into a local lake ({name})...");
+        let lake = dir.join(format!("lake-{name}"));
+        let config_path = dir.join(format!("rade-{name}.toml"));
+        std::fs::write(
+            &config_path,
+            format!(
+                "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{id}-{name}\"\nraw_topic_prefix = \"{prefix}\"\nkinds = [{}]\ndlq_topic = \"{dlq}\"\n\
+                 [worker]\nflush_interval = \"1s\"\nflush_size = \"128MiB\"\n[lake]\nurl = \"{}\"\n[schemas]\ndir = \"{}\"\n[telemetry]\nlisten = \"\"\n{windows}",
+                cli.bootstrap,
+                KINDS.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
+                lake.display(),
+                schemas.display()
+            ),
+        )?;
+        let worker = measure(
+            Command::new(&rade)
+                .args([
+                    "run",
+                    "--config",
+                    config_path.to_str().context("utf-8 path")?,
+                    "--until-caught-up",
+                ])
+                .env("RUST_LOG", "warn"),
+        )?;
+        let (rows, bytes) = lake_rows(&lake.join("raw"))?;
+        if rows != n {
+            bail!("the {name} lake holds {rows} raw rows, expected {n}");
+        }
+        let (aggregates, _) = if lake.join("aggregates").exists() {
+            lake_rows(&lake.join("aggregates"))?
+        } else {
+            (0, 0)
+        };
+        runs.push((name, worker, rows, bytes, aggregates));
     }
     let bare_rate = n as f64 / bare.seconds;
-    let worker_rate = n as f64 / worker.seconds;
-    println!("| run | records | seconds | records/s | peak RSS (MiB) |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| run | records | seconds | records/s | µs/record | peak RSS (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| bare rdkafka consumer (read only) | {n} | {:.2} | {:.0} | {:.0} |",
-        bare.seconds, bare_rate, bare.peak_rss_mib
+        "| bare rdkafka consumer (read only) | {n} | {:.2} | {:.0} | {:.2} | {:.0} |",
+        bare.seconds,
+        bare_rate,
+        bare.seconds * 1e6 / n as f64,
+        bare.peak_rss_mib
     );
-    println!(
-        "| rade run --until-caught-up (to Parquet) | {n} | {:.2} | {:.0} | {:.0} |",
-        worker.seconds, worker_rate, worker.peak_rss_mib
-    );
+    for (name, worker, _, _, aggregates) in &runs {
+        let what = match *name {
+            "raw" => "rade run, windows off (raw Parquet only)".to_owned(),
+            _ => format!("rade run, windows and rules on ({aggregates} window rows)"),
+        };
+        println!(
+            "| {what} | {n} | {:.2} | {:.0} | {:.2} | {:.0} |",
+            worker.seconds,
+            n as f64 / worker.seconds,
+            worker.seconds * 1e6 / n as f64,
+            worker.peak_rss_mib
+        );
+    }
     println!();
+    let (raw, windows) = (&runs[0], &runs[1]);
     println!(
-        "worker / bare rate: {:.2}   (lake: {rows} rows, {:.1} MiB of Parquet)",
-        worker_rate / bare_rate,
-        bytes as f64 / 1048576.0
+        "worker / bare rate: {:.2}   (lake: {} rows, {:.1} MiB of Parquet)",
+        (n as f64 / raw.1.seconds) / bare_rate,
+        raw.2,
+        raw.3 as f64 / 1048576.0
+    );
+    println!(
+        "windows and rules / raw ingest time per record: {:.2}   (target: below 0.33)",
+        (windows.1.seconds - raw.1.seconds) / raw.1.seconds
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

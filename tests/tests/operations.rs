@@ -77,7 +77,20 @@ async fn prometheus_scrapes_the_worker_and_sees_what_it_did() {
         records.push(sim.invalid(now, rade_sim::SIMULATED_REASONS[i % 7]));
     }
     let produced = produce(&setup.prefix, records).await;
-    let config = setup.config("");
+    // One-second windows and one rule that holds for every noise window, so that windows
+    // close and alerts are raised within the test.
+    let rules = setup.dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("loud.toml"),
+        "[[rule]]\nname = \"any_noise\"\nkinds = [\"noise\"]\nwindow = \"1s\"\nseverity = \"info\"\n\
+         condition = \"LAeq_max > 0\"\nmessage = \"{sensor_id}: {LAeq_max} dB\"\n",
+    )
+    .expect("rule written");
+    let config = setup.config(&format!(
+        "[windows]\nwindows = [\"1s\"]\nallowed_lateness = \"0s\"\nrules_dir = \"{}\"\n",
+        rules.display()
+    ));
     let log = setup.log("run.log");
     let mut worker = spawn_rade(&["run", "--config", config.to_str().expect("utf-8")], &log);
     assert!(
@@ -143,6 +156,34 @@ async fn prometheus_scrapes_the_worker_and_sees_what_it_did() {
             .await
             .unwrap_or(0.0)
             >= 1.0
+    );
+
+    // Windows closed and alerts raised, as the alert topic shows them.
+    let topic = alerts_topic(&setup.dlq);
+    let agree = wait_until_async(Duration::from_secs(90), || {
+        let p = &prometheus;
+        let topic = topic.clone();
+        async move {
+            let on_topic = read_topic(&topic).len();
+            let raised = p
+                .value("sum(rade_alerts_total{rule=\"any_noise\", state=\"RAISED\"})")
+                .await;
+            on_topic > 0 && raised == Some(on_topic as f64)
+        }
+    })
+    .await;
+    let on_topic = read_topic(&topic).len();
+    assert!(
+        agree,
+        "alerts: {on_topic} on the topic, Prometheus says {:?}",
+        prometheus.value("sum(rade_alerts_total)").await
+    );
+    assert!(
+        prometheus
+            .value("sum(rade_windows_closed_total{window=\"1s\"})")
+            .await
+            .unwrap_or(0.0)
+            >= on_topic as f64
     );
 
     // The exposition passes Prometheus's own linter.

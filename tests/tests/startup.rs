@@ -147,7 +147,10 @@ fn a_bad_rule_stops_check_and_run_naming_its_file_and_rule() {
         (rule("\"water_level\"", "15m", "height_max"), "boolean"),
         (rule("\"lava_flow\"", "15m", "height_max > 3"), "lava_flow"),
         (rule("\"water_level\"", "2h", "height_max > 3"), "unknown window `2h`"),
-        ("[[rule]]\nname = \"bad_one\"\nseverity = \"loud\"\nmessage = \"x\"\n".to_owned(), "loud"),
+        (
+            "[[rule]]\nname = \"bad_one\"\nseverity = \"loud\"\nmessage = \"x\"\n".to_owned(),
+            "loud",
+        ),
     ];
     for (text, expected) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -165,7 +168,10 @@ fn a_bad_rule_stops_check_and_run_naming_its_file_and_rule() {
         )
         .expect("write config");
         let path = path.display().to_string();
-        for cmd in [&["check", "--offline", "--config", &path][..], &["run", "--config", &path][..]] {
+        for cmd in [
+            &["check", "--offline", "--config", &path][..],
+            &["run", "--config", &path][..],
+        ] {
             let out = rade(cmd, &[]);
             assert_eq!(out.status.code(), Some(2), "{cmd:?} {text}");
             let err = stderr(&out);

@@ -47,7 +47,11 @@ fn readings(t0: i64, from: i64, to: i64) -> Vec<SimRecord> {
         let t = t0 + step * 20_000;
         out.push(reading(FLOOD, t, flood_height((t - t0) as f64 / MIN as f64)));
         for (i, s) in CALM.iter().enumerate() {
-            out.push(reading(s, t + 1_000 * (i as i64 + 1), 60.0 + (step % 4) as f64 + i as f64));
+            out.push(reading(
+                s,
+                t + 1_000 * (i as i64 + 1),
+                60.0 + (step % 4) as f64 + i as f64,
+            ));
         }
     }
     out
@@ -114,7 +118,10 @@ fn query(lake: &std::path::Path, sql: &str) -> String {
 
 /// The single value of a one-cell CSV answer.
 fn scalar(csv: &str) -> i64 {
-    csv.lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("not a count: {csv}"))
+    csv.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a count: {csv}"))
 }
 
 /// The expected alerts of the flood: for each flood rule, one RAISED then one RESOLVED, and
@@ -183,16 +190,17 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
         );
         let closed_raw = scalar(&query(
             &setup.lake(),
-            &format!(
-                "WITH r AS ({raw}) SELECT count(*) FROM r WHERE ws + {size} <= {watermark}"
-            ),
+            &format!("WITH r AS ({raw}) SELECT count(*) FROM r WHERE ws + {size} <= {watermark}"),
         ));
         let aggregates = scalar(&query(
             &setup.lake(),
             &format!("SELECT count(*) FROM aggregates WHERE \"window\" = '{window}' AND kind = 'water_level'"),
         ));
         assert!(closed_raw > 0);
-        assert_eq!(aggregates, closed_raw, "{window}: closed windows in the lake vs raw groups");
+        assert_eq!(
+            aggregates, closed_raw,
+            "{window}: closed windows in the lake vs raw groups"
+        );
         // Every aggregate row has its raw group, with the same statistics.
         let joined = |condition: &str| {
             scalar(&query(
@@ -203,7 +211,11 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
                 ),
             ))
         };
-        assert_eq!(joined("true"), aggregates, "{window}: aggregate rows without a raw group");
+        assert_eq!(
+            joined("true"),
+            aggregates,
+            "{window}: aggregate rows without a raw group"
+        );
         let differ = joined(
             "a.records <> r.n OR a.height_min <> r.mn OR a.height_max <> r.mx \
              OR abs(a.height_sum - r.s) > 1e-6 OR abs(a.height_mean - r.av) > 1e-9",
@@ -224,7 +236,10 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
     assert_eq!(read_lake(&setup.lake()).len(), produced.len() + 1);
     assert_eq!(query(&setup.lake(), "SELECT count(*) FROM aggregates"), before);
     assert_eq!(
-        scalar(&query(&setup.lake(), "SELECT count(*) FROM aggregates WHERE height_max >= 999")),
+        scalar(&query(
+            &setup.lake(),
+            "SELECT count(*) FROM aggregates WHERE height_max >= 999"
+        )),
         0
     );
 }
@@ -238,7 +253,10 @@ async fn a_worker_restarted_during_the_flood_neither_loses_nor_repeats_an_alert(
     produce(&setup.prefix, readings(t0, 0, 35 * 3)).await;
     run_until_caught_up(&config, &[], &setup.log("first.log"));
     let first = read_alerts(&alerts_topic(&setup.dlq));
-    assert!(first.iter().any(|a| a.rule == "flood_alarm" && a.state == "RAISED"), "{first:?}");
+    assert!(
+        first.iter().any(|a| a.rule == "flood_alarm" && a.state == "RAISED"),
+        "{first:?}"
+    );
     assert!(first.iter().all(|a| a.state == "RAISED"), "{first:?}");
     // A new worker process takes over; the rest of the flood arrives.
     produce(&setup.prefix, readings(t0, 35 * 3, STEPS)).await;
@@ -247,6 +265,55 @@ async fn a_worker_restarted_during_the_flood_neither_loses_nor_repeats_an_alert(
     let alerts = read_alerts(&alerts_topic(&setup.dlq));
     assert_one_incident_per_rule(&alerts);
     for a in &first {
-        assert!(alerts.contains(a), "the first worker's alert {a:?} is not on the topic once");
+        assert!(
+            alerts.contains(a),
+            "the first worker's alert {a:?} is not on the topic once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_at_any_step_of_a_flush_repeats_no_window_and_no_alert() {
+    // RADE_CRASH_AT aborts the worker (as SIGKILL would) after a flush's files are written but
+    // before the window state is saved, or after the state is saved but before the commit.
+    for point in ["after-files", "after-state"] {
+        let setup = Setup::new(&["water_level"], 1).await;
+        let t0 = t0();
+        let config = setup.config(SETTINGS);
+        let produced = produce(&setup.prefix, readings(t0, 0, STEPS)).await;
+        let args = ["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"];
+        let log = setup.log(&format!("crash-{point}.log"));
+        let mut child = spawn_rade_env(&args, &[("RADE_CRASH_AT", point)], &log);
+        let status = wait_exit(&mut child, std::time::Duration::from_secs(120), &log);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !status.success() && text.contains("RADE_CRASH_AT"),
+            "{point}: no crash: {text}"
+        );
+        let text = run_until_caught_up(&config, &[], &setup.log(&format!("after-{point}.log")));
+        assert!(
+            text.contains("window state restored") || point == "after-files",
+            "{point}: {text}"
+        );
+
+        let alerts = read_alerts(&alerts_topic(&setup.dlq));
+        assert_one_incident_per_rule(&alerts);
+        assert_eq!(read_lake(&setup.lake()).len(), produced.len(), "{point}: raw rows");
+        let duplicates = scalar(&query(
+            &setup.lake(),
+            "SELECT count(*) FROM (SELECT sensor_id, \"window\", window_start FROM aggregates \
+             GROUP BY sensor_id, \"window\", window_start HAVING count(*) > 1)",
+        ));
+        assert_eq!(duplicates, 0, "{point}: a closed window is in the lake twice");
+        let lake_alerts = scalar(&query(&setup.lake(), "SELECT count(*) FROM alerts"));
+        assert_eq!(lake_alerts as usize, alerts.len(), "{point}: alerts in the lake");
+        // Every 1m window the watermark passed is there once.
+        let watermark = t0 + (STEPS - 1) * 20_000 + 5_000 - 60_000;
+        let expected = (watermark - t0) / MIN * (CALM.len() as i64 + 1);
+        let one_minute = scalar(&query(
+            &setup.lake(),
+            "SELECT count(*) FROM aggregates WHERE \"window\" = '1m'",
+        ));
+        assert_eq!(one_minute, expected, "{point}: 1m windows");
     }
 }

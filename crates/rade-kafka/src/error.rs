@@ -25,7 +25,7 @@ pub enum Error {
     Publish {
         topic: String,
         what: &'static str,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("lake write failed: {0}")]
     Lake(#[from] rade_lake::Error),

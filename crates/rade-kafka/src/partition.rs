@@ -78,7 +78,7 @@ pub(crate) struct PartitionState {
 pub(crate) struct Sealed {
     pub(crate) files: Vec<(RawFile, RecordBatch)>,
     /// Closed windows and alerts, one file per table and day.
-    pub(crate) derived: Vec<(DerivedFile, RecordBatch)>,
+    pub(crate) derived: Vec<(DerivedFile, Vec<RecordBatch>)>,
     /// The window state as of `next_offset`, written once the files are durable.
     pub(crate) snapshot: Option<Vec<u8>>,
     pub(crate) next_offset: i64,
@@ -228,18 +228,18 @@ impl PartitionState {
             by_window.entry(c.window).or_default().push(c.batch);
         }
         for (window, batches) in by_window {
-            for (day, batch) in split_by_day(&batches) {
+            for (day, batches) in split_by_day(&batches) {
                 let table = DerivedTable::Aggregates {
                     window: window.clone(),
                     kind: kind.clone(),
                 };
-                derived.push((file(table, day), batch));
+                derived.push((file(table, day), batches));
             }
         }
         let alerts = std::mem::take(&mut self.alerts);
         if !alerts.is_empty() {
-            for (day, batch) in split_by_day(&[alerts_batch(&alerts)]) {
-                derived.push((file(DerivedTable::Alerts, day), batch));
+            for (day, batches) in split_by_day(&[alerts_batch(&alerts)]) {
+                derived.push((file(DerivedTable::Alerts, day), batches));
             }
         }
         let snapshot = self.windows.as_ref().and_then(|w| match w.snapshot(next) {
@@ -261,28 +261,37 @@ impl PartitionState {
     }
 }
 
-/// Splits batches by the UTC day of their `window_start` column (the lake's `date=`).
-fn split_by_day(batches: &[RecordBatch]) -> Vec<(i64, RecordBatch)> {
-    let Some(first) = batches.first() else {
-        return Vec::new();
-    };
-    let Ok(batch) = arrow::compute::concat_batches(&first.schema(), batches) else {
-        return Vec::new();
-    };
-    let Some(starts) = batch
-        .column_by_name("window_start")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-    else {
-        return Vec::new();
-    };
-    let days: std::collections::BTreeSet<i64> = starts.values().iter().map(|&t| day_of(t)).collect();
-    if days.len() == 1 {
-        return vec![(*days.first().expect("one day"), batch)];
+/// Groups batches by the UTC day of their `window_start` column (the lake's `date=`); a batch
+/// is split only when it spans two days. Batches are not concatenated: the Parquet writer
+/// takes them as they are.
+fn split_by_day(batches: &[RecordBatch]) -> Vec<(i64, Vec<RecordBatch>)> {
+    let mut days: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let Some(starts) = batch
+            .column_by_name("window_start")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        else {
+            tracing::error!("a batch of closed windows without window_start; not written");
+            continue;
+        };
+        let values = starts.values();
+        let (Some(first), Some(last)) = (values.iter().min(), values.iter().max()) else {
+            continue;
+        };
+        if day_of(*first) == day_of(*last) {
+            days.entry(day_of(*first)).or_default().push(batch.clone());
+            continue;
+        }
+        let mut d = day_of(*first);
+        while d <= day_of(*last) {
+            let mask: arrow::array::BooleanArray = values.iter().map(|&t| Some(day_of(t) == d)).collect();
+            if let Ok(part) = arrow::compute::filter_record_batch(batch, &mask)
+                && part.num_rows() > 0
+            {
+                days.entry(d).or_default().push(part);
+            }
+            d += 86_400_000;
+        }
     }
-    days.into_iter()
-        .filter_map(|day| {
-            let mask: arrow::array::BooleanArray = starts.values().iter().map(|&t| Some(day_of(t) == day)).collect();
-            arrow::compute::filter_record_batch(&batch, &mask).ok().map(|b| (day, b))
-        })
-        .collect()
+    days.into_iter().collect()
 }

@@ -106,7 +106,11 @@ impl DerivedFile {
         let t = DateTime::from_timestamp_millis(self.day_ms).unwrap_or_default();
         let mut parts = match &self.table {
             DerivedTable::Aggregates { window, kind } => {
-                vec!["aggregates".to_owned(), format!("window={window}"), format!("kind={kind}")]
+                vec![
+                    "aggregates".to_owned(),
+                    format!("window={window}"),
+                    format!("kind={kind}"),
+                ]
             }
             DerivedTable::Alerts => vec!["alerts".to_owned()],
         };
@@ -120,6 +124,39 @@ impl DerivedFile {
             p = p.join(part);
         }
         p
+    }
+}
+
+impl DerivedFile {
+    /// Parses a path written by [`DerivedFile::path`]; `None` for anything else.
+    pub fn parse(path: &Path) -> Option<DerivedFile> {
+        let parts: Vec<_> = path.parts().collect();
+        let n = parts.len();
+        let name = parts.get(n.checked_sub(1)?)?.as_ref().strip_suffix(".parquet")?;
+        let date = parts.get(n.checked_sub(2)?)?.as_ref().strip_prefix("date=")?;
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+        let day_ms = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+        let table = match parts.get(n.checked_sub(3)?)?.as_ref() {
+            "alerts" => DerivedTable::Alerts,
+            kind => DerivedTable::Aggregates {
+                kind: kind.strip_prefix("kind=")?.to_owned(),
+                window: parts
+                    .get(n.checked_sub(4)?)?
+                    .as_ref()
+                    .strip_prefix("window=")?
+                    .to_owned(),
+            },
+        };
+        let mut it = name.rsplitn(4, "__");
+        let (watermark, offset, partition, topic) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        Some(DerivedFile {
+            table,
+            day_ms,
+            topic: topic.to_owned(),
+            partition: partition.strip_prefix('p')?.parse().ok()?,
+            next_offset: offset.strip_prefix('o')?.parse().ok()?,
+            watermark_ms: watermark.strip_prefix('w')?.parse().ok()?,
+        })
     }
 }
 
@@ -141,6 +178,27 @@ pub fn state_path(root: &Path, topic: &str, partition: i32) -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_file_names_round_trip() {
+        for table in [
+            DerivedTable::Alerts,
+            DerivedTable::Aggregates {
+                window: "1h_every_15m".into(),
+                kind: "water_level".into(),
+            },
+        ] {
+            let f = DerivedFile {
+                table,
+                day_ms: day_of(1_780_000_000_000),
+                topic: "tpm.raw.water_level".into(),
+                partition: 3,
+                next_offset: 1234,
+                watermark_ms: 1_780_000_060_000,
+            };
+            assert_eq!(DerivedFile::parse(&f.path(&Path::from("lake"))), Some(f));
+        }
+    }
 
     #[test]
     fn path_round_trips_and_follows_the_hive_layout() {

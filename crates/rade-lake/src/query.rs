@@ -39,9 +39,8 @@ pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionCont
             continue;
         }
         let url = lake.table_url(dir)?;
-        let options = ParquetReadOptions::default().table_partition_cols(
-            partitions.into_iter().map(|p| (p.to_owned(), DataType::Utf8)).collect(),
-        );
+        let options = ParquetReadOptions::default()
+            .table_partition_cols(partitions.into_iter().map(|p| (p.to_owned(), DataType::Utf8)).collect());
         ctx.register_parquet(table, url.as_str(), options)
             .await
             .map_err(|e| Error::Query(format!("cannot register {table}: {e}")))?;

@@ -154,6 +154,95 @@ impl Lake {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// The files of closed windows and alerts that `topic`/`partition` wrote after its window
+    /// state was saved at `saved_offset` (a crash between the two), among the days from
+    /// `since_day_ms` on. Sorted in the order they were written.
+    pub async fn derived_after(
+        &self,
+        kind: &str,
+        topic: &str,
+        partition: i32,
+        saved_offset: i64,
+        since_day_ms: i64,
+    ) -> Result<Vec<DerivedFile>> {
+        let since = chrono::DateTime::from_timestamp_millis(since_day_ms)
+            .unwrap_or_default()
+            .format("date=%Y-%m-%d")
+            .to_string();
+        let mut dirs = vec![self.root.clone().join("alerts")];
+        for window in self.subdirs(&self.root.clone().join("aggregates")).await? {
+            dirs.push(window.join(format!("kind={kind}")));
+        }
+        let mut found = Vec::new();
+        for dir in dirs {
+            for day in self.subdirs(&dir).await? {
+                if day.filename().is_none_or(|d| d < since.as_str()) {
+                    continue;
+                }
+                let metas: Vec<_> = self
+                    .store
+                    .list(Some(&day))
+                    .try_collect()
+                    .await
+                    .map_err(|source| Error::Store {
+                        path: day.to_string(),
+                        source,
+                    })?;
+                found.extend(
+                    metas
+                        .iter()
+                        .filter_map(|m| DerivedFile::parse(&m.location))
+                        .filter(|f| f.topic == topic && f.partition == partition && f.next_offset > saved_offset),
+                );
+            }
+        }
+        found.sort_by_key(|f| (f.next_offset, f.watermark_ms));
+        Ok(found)
+    }
+
+    async fn subdirs(&self, dir: &Path) -> Result<Vec<Path>> {
+        match self.store.list_with_delimiter(Some(dir)).await {
+            Ok(listing) => Ok(listing.common_prefixes),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(source) => Err(Error::Store {
+                path: dir.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a whole Parquet file of the lake.
+    pub async fn read_derived(&self, file: &DerivedFile) -> Result<Vec<RecordBatch>> {
+        let path = file.path(&self.root);
+        let shown = path.to_string();
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| Error::Store {
+                path: shown.clone(),
+                source,
+            })?
+            .bytes()
+            .await
+            .map_err(|source| Error::Store {
+                path: shown.clone(),
+                source,
+            })?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|source| Error::Parquet {
+                path: shown.clone(),
+                source,
+            })?;
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Parquet {
+                path: shown,
+                source: e.into(),
+            })
+    }
+
     async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>) -> Result<Written> {
         let props = self.props.clone();
         let shown = path.to_string();

@@ -154,7 +154,9 @@ pub fn alerts_batch(alerts: &[Alert]) -> RecordBatch {
         Arc::new(StringArray::from_iter(
             alerts.iter().map(|a| a.source.as_ref().map(|(t, _)| t.as_ref())),
         )),
-        Arc::new(Int32Array::from_iter(alerts.iter().map(|a| a.source.as_ref().map(|(_, p)| *p)))),
+        Arc::new(Int32Array::from_iter(
+            alerts.iter().map(|a| a.source.as_ref().map(|(_, p)| *p)),
+        )),
     ];
     RecordBatch::try_new(alerts_schema(), columns).expect("columns follow alerts_schema")
 }

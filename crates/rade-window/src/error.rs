@@ -10,7 +10,11 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     RuleFile { path: PathBuf, message: String },
     #[error("{}: rule `{rule}`: {message}", path.display())]
-    Rule { path: PathBuf, rule: String, message: String },
+    Rule {
+        path: PathBuf,
+        rule: String,
+        message: String,
+    },
     #[error("{}: derived column `{column}` of `{kind}`: {message}", path.display())]
     Derived {
         path: PathBuf,

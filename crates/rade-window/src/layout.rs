@@ -7,7 +7,15 @@ use crate::{Error, Result};
 
 /// Statistics kept per numeric measurement and window, as column suffixes.
 pub const STAT_SUFFIXES: [&str; 9] = [
-    "_count", "_min", "_max", "_mean", "_sum", "_first", "_first_at", "_last", "_last_at",
+    "_count",
+    "_min",
+    "_max",
+    "_mean",
+    "_sum",
+    "_first",
+    "_first_at",
+    "_last",
+    "_last_at",
 ];
 
 fn timestamp() -> DataType {
@@ -69,7 +77,11 @@ impl KindLayout {
             }
         }
         for &i in &labels {
-            fields.push(Field::new(format!("{}_last", kind.fields[i].name), DataType::Utf8, true));
+            fields.push(Field::new(
+                format!("{}_last", kind.fields[i].name),
+                DataType::Utf8,
+                true,
+            ));
         }
         fields.push(Field::new("_topic", DataType::Utf8, false));
         fields.push(Field::new("_partition", DataType::Int32, false));

@@ -2,12 +2,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array,
-    ArrayRef, Float64Builder, Int32Array, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondArray,
 };
 use rade_schema::{FieldType, Row, Value};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use tracing::warn;
 
 use crate::alert::{Alert, AlertState, alert_id};
@@ -60,48 +60,13 @@ impl Stat {
     }
 }
 
-/// The partial aggregate of one sensor in one window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Partial {
+/// An open window of one sensor; its statistics live in the sensor's `stats`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Head {
+    /// Index of the window shape in the configuration.
+    spec: u8,
     start: i64,
     records: u32,
-    stats: Box<[Stat]>,
-    /// Last (event time, symbol) of each enum field.
-    labels: Box<[Option<(i64, u32)>]>,
-}
-
-impl Partial {
-    fn new(start: i64, layout: &KindLayout) -> Self {
-        Partial {
-            start,
-            records: 0,
-            stats: vec![Stat::EMPTY; layout.measures.len()].into(),
-            labels: vec![None; layout.labels.len()].into(),
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, row: &Row<'_>, layout: &KindLayout) {
-        let t = row.observed_at_ms;
-        self.records += 1;
-        for (stat, &i) in self.stats.iter_mut().zip(&layout.measures) {
-            let v = match row.values[i] {
-                Value::Double(v) => v,
-                Value::Float(v) => v as f64,
-                Value::Int(v) => v as f64,
-                Value::Long(v) => v as f64,
-                _ => continue,
-            };
-            stat.add(t, v);
-        }
-        for (label, &i) in self.labels.iter_mut().zip(&layout.labels) {
-            if let Value::Symbol(s) = row.values[i]
-                && label.is_none_or(|(at, _)| t >= at)
-            {
-                *label = Some((t, s));
-            }
-        }
-    }
 }
 
 /// One sensor: its open windows per window shape and its newest event time.
@@ -110,7 +75,62 @@ struct SensorState {
     last_seen: i64,
     /// Whether a no-signal rule is raised for this sensor.
     silent: bool,
-    windows: Box<[Vec<Partial>]>,
+    /// Open windows of every shape, ordered by (shape, start).
+    heads: SmallVec<[Head; 6]>,
+    /// Statistics of `heads[k]` at `stats[k * measures..][..measures]`: one allocation per
+    /// sensor, sized to the kind, touched once per reading.
+    stats: Vec<Stat>,
+    /// Last (event time, symbol) of each enum field of `heads[k]`, at `k * labels`.
+    labels: Vec<Option<(i64, u32)>>,
+}
+
+impl SensorState {
+    /// Position of the window (`spec`, `start`), inserted empty when absent.
+    #[inline]
+    fn window(&mut self, spec: u8, start: i64, measures: usize, nlabels: usize) -> (usize, bool) {
+        let pos = self.heads.partition_point(|h| (h.spec, h.start) < (spec, start));
+        if self.heads.get(pos).is_some_and(|h| h.spec == spec && h.start == start) {
+            return (pos, false);
+        }
+        self.heads.insert(
+            pos,
+            Head {
+                spec,
+                start,
+                records: 0,
+            },
+        );
+        if measures > 0 {
+            self.stats.splice(
+                pos * measures..pos * measures,
+                std::iter::repeat_n(Stat::EMPTY, measures),
+            );
+        }
+        if nlabels > 0 {
+            self.labels
+                .splice(pos * nlabels..pos * nlabels, std::iter::repeat_n(None, nlabels));
+        }
+        (pos, true)
+    }
+
+    /// Keeps the windows `keep` says to keep, in order.
+    fn retain(&mut self, measures: usize, nlabels: usize, mut keep: impl FnMut(&Head) -> bool) {
+        let mut w = 0;
+        for r in 0..self.heads.len() {
+            if !keep(&self.heads[r]) {
+                continue;
+            }
+            if w != r {
+                self.heads[w] = self.heads[r];
+                self.stats.copy_within(r * measures..(r + 1) * measures, w * measures);
+                self.labels.copy_within(r * nlabels..(r + 1) * nlabels, w * nlabels);
+            }
+            w += 1;
+        }
+        self.heads.truncate(w);
+        self.stats.truncate(w * measures);
+        self.labels.truncate(w * nlabels);
+    }
 }
 
 /// An alert that is raised and not yet resolved.
@@ -121,9 +141,11 @@ struct Raised {
 }
 
 /// Everything a partition's windows need to continue exactly where they stopped.
+type Sensors = HashMap<String, SensorState, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    sensors: HashMap<String, SensorState>,
+    sensors: Sensors,
     /// Windows ending at or before this event time are closed and emitted.
     closed_at: i64,
     /// Newest event time seen on the partition.
@@ -143,7 +165,7 @@ struct Snapshot {
     state: State,
 }
 
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// What a valid record did to the windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,39 +256,59 @@ impl PartitionWindows {
         let Value::Str(sensor) = &row.values[self.rules.layout.sensor] else {
             return Observed::Counted;
         };
-        let nspecs = self.specs.len();
-        if !self.state.sensors.contains_key(sensor.as_ref()) {
-            self.state.sensors.insert(
-                sensor.to_string(),
-                SensorState {
-                    last_seen: i64::MIN,
-                    silent: false,
-                    windows: vec![Vec::new(); nspecs].into(),
-                },
-            );
-        }
         let closed_at = self.state.closed_at;
         let layout = &self.rules.layout;
-        let st = self.state.sensors.get_mut(sensor.as_ref()).expect("inserted above");
+        let (measures, nlabels) = (layout.measures.len(), layout.labels.len());
+        // One probe for a known sensor; a second only the first time a sensor is seen.
+        let st = match self.state.sensors.get_mut(sensor.as_ref()) {
+            Some(st) => st,
+            None => self
+                .state
+                .sensors
+                .entry(sensor.to_string())
+                .or_insert_with(|| SensorState {
+                    last_seen: i64::MIN,
+                    silent: false,
+                    heads: SmallVec::new(),
+                    stats: Vec::new(),
+                    labels: Vec::new(),
+                }),
+        };
         let previous = st.last_seen;
         st.last_seen = st.last_seen.max(t);
         let mut late = false;
-        for (spec, windows) in self.specs.iter().zip(st.windows.iter_mut()) {
+        for (s, spec) in self.specs.iter().enumerate() {
             for start in spec.starts(t) {
                 let end = start + spec.size_ms;
                 if end <= closed_at {
                     late = true;
                     continue;
                 }
-                let i = match windows.binary_search_by_key(&start, |p| p.start) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        windows.insert(i, Partial::new(start, layout));
-                        self.next_end = self.next_end.min(end);
-                        i
+                let (k, created) = st.window(s as u8, start, measures, nlabels);
+                if created {
+                    self.next_end = self.next_end.min(end);
+                }
+                st.heads[k].records += 1;
+                for (stat, &i) in st.stats[k * measures..(k + 1) * measures]
+                    .iter_mut()
+                    .zip(&layout.measures)
+                {
+                    let v = match row.values[i] {
+                        Value::Double(v) => v,
+                        Value::Float(v) => v as f64,
+                        Value::Int(v) => v as f64,
+                        Value::Long(v) => v as f64,
+                        _ => continue,
+                    };
+                    stat.add(t, v);
+                }
+                for (label, &i) in st.labels[k * nlabels..(k + 1) * nlabels].iter_mut().zip(&layout.labels) {
+                    if let Value::Symbol(sym) = row.values[i]
+                        && label.is_none_or(|(at, _)| t >= at)
+                    {
+                        *label = Some((t, sym));
                     }
-                };
-                windows[i].add(row, layout);
+                }
             }
         }
         if st.silent {
@@ -296,26 +338,47 @@ impl PartitionWindows {
         self.state.closed_at = watermark;
         let mut out = Vec::new();
         if watermark >= self.next_end {
-            let mut rows: Vec<Vec<(String, Partial)>> = vec![Vec::new(); self.specs.len()];
+            let PartitionWindows {
+                state,
+                specs,
+                rules,
+                topic,
+                partition,
+                ..
+            } = self;
+            let layout = &rules.layout;
+            let mut closed: Vec<Closed<'_>> = specs.iter().map(|_| Closed::default()).collect();
             let mut next_end = i64::MAX;
-            for (sensor, st) in self.state.sensors.iter_mut() {
-                for ((spec, windows), out) in self.specs.iter().zip(st.windows.iter_mut()).zip(rows.iter_mut()) {
-                    let n = windows.partition_point(|p| spec.closed_by(p.start, watermark));
-                    out.extend(windows.drain(..n).map(|p| (sensor.clone(), p)));
-                    if let Some(p) = windows.first() {
-                        next_end = next_end.min(p.start + spec.size_ms);
+            let (measures, nlabels) = (layout.measures.len(), layout.labels.len());
+            for (sensor, st) in state.sensors.iter_mut() {
+                let mut any = false;
+                for (k, h) in st.heads.iter().enumerate() {
+                    let spec = &specs[h.spec as usize];
+                    if spec.closed_by(h.start, watermark) {
+                        any = true;
+                        closed[h.spec as usize].push(
+                            sensor,
+                            h,
+                            &st.stats[k * measures..(k + 1) * measures],
+                            &st.labels[k * nlabels..(k + 1) * nlabels],
+                        );
+                    } else {
+                        next_end = next_end.min(h.start + spec.size_ms);
                     }
                 }
-            }
-            self.next_end = next_end;
-            let mut batches = Vec::new();
-            for (s, mut rows) in rows.into_iter().enumerate() {
-                if rows.is_empty() {
-                    continue;
+                if any {
+                    st.retain(measures, nlabels, |h| {
+                        !specs[h.spec as usize].closed_by(h.start, watermark)
+                    });
                 }
-                rows.sort_unstable_by(|a, b| (a.1.start, &a.0).cmp(&(b.1.start, &b.0)));
-                batches.push((s, self.batch(&self.specs[s], &rows)));
             }
+            let batches: Vec<(usize, RecordBatch)> = closed
+                .into_iter()
+                .enumerate()
+                .filter(|(_, c)| !c.starts.is_empty())
+                .map(|(s, c)| (s, c.batch(layout, &specs[s], topic, *partition)))
+                .collect();
+            self.next_end = next_end;
             for (s, batch) in batches {
                 let batch = self.rules.finish(batch);
                 self.apply_rules(s, &batch, now_ms);
@@ -336,68 +399,6 @@ impl PartitionWindows {
     /// Alerts emitted since the last call, in order.
     pub fn take_alerts(&mut self) -> Vec<Alert> {
         std::mem::take(&mut self.pending_alerts)
-    }
-
-    fn batch(&self, spec: &WindowSpec, rows: &[(String, Partial)]) -> RecordBatch {
-        let layout = self.layout();
-        let n = rows.len();
-        let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) };
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            ts(rows.iter().map(|r| r.1.start).collect()),
-            ts(rows.iter().map(|r| r.1.start + spec.size_ms).collect()),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.records as i64))),
-        ];
-        for m in 0..layout.measures.len() {
-            let mut count = Int64Builder::with_capacity(n);
-            let mut f: Vec<Float64Builder> = (0..6).map(|_| Float64Builder::with_capacity(n)).collect();
-            let mut first_at = TimestampMillisecondBuilder::with_capacity(n);
-            let mut last_at = TimestampMillisecondBuilder::with_capacity(n);
-            for (_, p) in rows {
-                let s = &p.stats[m];
-                count.append_value(s.count as i64);
-                if s.count == 0 {
-                    f.iter_mut().for_each(|b| b.append_null());
-                    first_at.append_null();
-                    last_at.append_null();
-                    continue;
-                }
-                // min, max, mean, sum, first, last
-                for (b, v) in f
-                    .iter_mut()
-                    .zip([s.min, s.max, s.sum / s.count as f64, s.sum, s.first, s.last])
-                {
-                    b.append_value(v);
-                }
-                first_at.append_value(s.first_at);
-                last_at.append_value(s.last_at);
-            }
-            let mut f: Vec<ArrayRef> = f.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef).collect();
-            let last = f.pop().expect("six columns");
-            let first = f.pop().expect("six columns");
-            columns.push(Arc::new(count.finish()));
-            columns.extend(f);
-            columns.push(first);
-            columns.push(Arc::new(first_at.finish().with_timezone("UTC")));
-            columns.push(last);
-            columns.push(Arc::new(last_at.finish().with_timezone("UTC")));
-        }
-        for (l, &i) in layout.labels.iter().enumerate() {
-            let FieldType::Enum(symbols) = &layout.kind.fields[i].ty else {
-                continue;
-            };
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for (_, p) in rows {
-                b.append_option(p.labels[l].and_then(|(_, s)| symbols.get(s as usize)));
-            }
-            columns.push(Arc::new(b.finish()));
-        }
-        columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            self.topic.as_ref(),
-            n,
-        ))));
-        columns.push(Arc::new(Int32Array::from_value(self.partition, n)));
-        RecordBatch::try_new(layout.schema.clone(), columns).expect("columns follow the kind's aggregate schema")
     }
 
     fn apply_rules(&mut self, spec: usize, batch: &RecordBatch, now_ms: i64) {
@@ -486,11 +487,8 @@ impl PartitionWindows {
             return;
         }
         let kind = &rules.layout.kind.kind;
-        let mut sensors: Vec<&String> = self.state.sensors.keys().collect();
-        sensors.sort();
         let mut raise = Vec::new();
-        for sensor in sensors {
-            let st = &self.state.sensors[sensor];
+        for (sensor, st) in &self.state.sensors {
             for rule in &rules.silence_rules {
                 if watermark - st.last_seen < rule.after_ms {
                     continue;
@@ -502,13 +500,17 @@ impl PartitionWindows {
                 raise.push((rule, sensor.clone(), st.last_seen));
             }
         }
+        // In sensor order, whatever the hash map's.
+        raise.sort_by(|a, b| (&a.1, &a.0.name).cmp(&(&b.1, &b.0.name)));
         for (rule, sensor, last_seen) in raise {
             let end = last_seen + rule.after_ms;
             let message = rule.message.render(&|name| match name {
                 "sensor_id" => sensor.clone(),
                 "kind" => kind.clone(),
                 "last_seen" => rfc3339(last_seen),
-                "silence" => humantime::format_duration(std::time::Duration::from_millis(rule.after_ms as u64)).to_string(),
+                "silence" => {
+                    humantime::format_duration(std::time::Duration::from_millis(rule.after_ms as u64)).to_string()
+                }
                 _ => String::new(),
             });
             self.state.alerts.insert(
@@ -565,13 +567,69 @@ impl PartitionWindows {
         }
     }
 
+    /// Watermark up to which windows are closed.
+    pub fn closed_at(&self) -> i64 {
+        self.state.closed_at
+    }
+
+    /// The longest window, in ms.
+    pub fn longest_window_ms(&self) -> i64 {
+        self.specs.iter().map(|s| s.size_ms).max().unwrap_or(0)
+    }
+
+    /// Takes into account windows that closed and were written after this state was saved
+    /// (a crash before the next save): windows ending at or before `watermark` are dropped
+    /// without being emitted again.
+    pub fn skip_closed(&mut self, watermark: i64) {
+        if watermark <= self.state.closed_at {
+            return;
+        }
+        self.state.closed_at = watermark;
+        let (measures, nlabels) = (self.layout().measures.len(), self.layout().labels.len());
+        let specs = &self.specs;
+        let mut next_end = i64::MAX;
+        for st in self.state.sensors.values_mut() {
+            st.retain(measures, nlabels, |h| {
+                !specs[h.spec as usize].closed_by(h.start, watermark)
+            });
+            for h in &st.heads {
+                next_end = next_end.min(h.start + specs[h.spec as usize].size_ms);
+            }
+        }
+        self.next_end = next_end;
+        self.state.silence_checked = watermark.div_euclid(self.silence_step_ms);
+    }
+
+    /// Replays an alert state change written after this state was saved, so that it is not
+    /// emitted again.
+    pub fn apply_alert(&mut self, rule: &str, sensor: &str, state: AlertState, window_start: i64, window_end: i64) {
+        let key = (rule.to_owned(), sensor.to_owned());
+        let silence = self.rules.silence_rules.iter().any(|r| r.name == rule);
+        match state {
+            AlertState::Raised => {
+                self.state.alerts.insert(
+                    key,
+                    Raised {
+                        window_start,
+                        window_end,
+                    },
+                );
+                if silence && let Some(s) = self.state.sensors.get_mut(sensor) {
+                    s.silent = true;
+                }
+            }
+            AlertState::Resolved => {
+                self.state.alerts.remove(&key);
+                if silence && let Some(s) = self.state.sensors.get_mut(sensor) {
+                    s.silent = false;
+                }
+            }
+        }
+    }
+
     /// Open windows of every sensor, all shapes together.
     pub fn open_windows(&self) -> usize {
-        self.state
-            .sensors
-            .values()
-            .map(|s| s.windows.iter().map(Vec::len).sum::<usize>())
-            .sum()
+        self.state.sensors.values().map(|s| s.heads.len()).sum()
     }
 
     /// Sensors known to the partition.
@@ -627,13 +685,16 @@ impl PartitionWindows {
         state.alerts.retain(|(rule, _), _| known.contains(rule.as_str()));
         let mut next_end = i64::MAX;
         for s in state.sensors.values_mut() {
-            for (spec, windows) in self.specs.iter().zip(s.windows.iter()) {
-                if windows.iter().any(|p| p.stats.len() != measures || p.labels.len() != labels) {
-                    return Err(Error::Snapshot("taken with another version of the kind's schema".into()));
-                }
-                if let Some(p) = windows.first() {
-                    next_end = next_end.min(p.start + spec.size_ms);
-                }
+            if s.stats.len() != s.heads.len() * measures
+                || s.labels.len() != s.heads.len() * labels
+                || s.heads.iter().any(|h| h.spec as usize >= self.specs.len())
+            {
+                return Err(Error::Snapshot(
+                    "taken with another version of the kind's schema".into(),
+                ));
+            }
+            for h in &s.heads {
+                next_end = next_end.min(h.start + self.specs[h.spec as usize].size_ms);
             }
             s.silent = false;
         }
@@ -647,6 +708,93 @@ impl PartitionWindows {
         self.state = state;
         self.next_end = next_end;
         Ok(snap.next_offset)
+    }
+}
+
+/// Windows of one shape closed by one watermark, gathered column by column.
+#[derive(Default)]
+struct Closed<'a> {
+    sensors: Vec<&'a str>,
+    starts: Vec<i64>,
+    records: Vec<u32>,
+    /// `stats[i * measures + m]`
+    stats: Vec<Stat>,
+    /// `labels[i * labels + l]`
+    labels: Vec<Option<(i64, u32)>>,
+}
+
+impl<'a> Closed<'a> {
+    fn push(&mut self, sensor: &'a str, h: &Head, stats: &[Stat], labels: &[Option<(i64, u32)>]) {
+        self.sensors.push(sensor);
+        self.starts.push(h.start);
+        self.records.push(h.records);
+        self.stats.extend_from_slice(stats);
+        self.labels.extend_from_slice(labels);
+    }
+
+    /// The Arrow batch of the kind's aggregate schema, ordered by window start then sensor.
+    fn batch(&self, layout: &KindLayout, spec: &WindowSpec, topic: &str, partition: i32) -> RecordBatch {
+        let n = self.starts.len();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            (self.starts[a], self.sensors[a]).cmp(&(self.starts[b], self.sensors[b]))
+        });
+        let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) };
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                order.iter().map(|&i| self.sensors[i as usize]),
+            )),
+            ts(order.iter().map(|&i| self.starts[i as usize]).collect()),
+            ts(order.iter().map(|&i| self.starts[i as usize] + spec.size_ms).collect()),
+            Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|&i| self.records[i as usize] as i64),
+            )),
+        ];
+        let measures = layout.measures.len();
+        for m in 0..measures {
+            let stat = |i: u32| &self.stats[i as usize * measures + m];
+            let float = |f: fn(&Stat) -> f64| -> ArrayRef {
+                Arc::new(Float64Array::from_iter(order.iter().map(|&i| {
+                    let s = stat(i);
+                    (s.count > 0).then(|| f(s))
+                })))
+            };
+            let time = |f: fn(&Stat) -> i64| -> ArrayRef {
+                Arc::new(
+                    TimestampMillisecondArray::from_iter(order.iter().map(|&i| {
+                        let s = stat(i);
+                        (s.count > 0).then(|| f(s))
+                    }))
+                    .with_timezone("UTC"),
+                )
+            };
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|&i| stat(i).count as i64),
+            )));
+            columns.push(float(|s| s.min));
+            columns.push(float(|s| s.max));
+            columns.push(float(|s| s.sum / s.count as f64));
+            columns.push(float(|s| s.sum));
+            columns.push(float(|s| s.first));
+            columns.push(time(|s| s.first_at));
+            columns.push(float(|s| s.last));
+            columns.push(time(|s| s.last_at));
+        }
+        let nlabels = layout.labels.len();
+        for (l, &f) in layout.labels.iter().enumerate() {
+            let FieldType::Enum(symbols) = &layout.kind.fields[f].ty else {
+                continue;
+            };
+            let mut b = StringBuilder::with_capacity(n, n * 8);
+            for &i in &order {
+                b.append_option(self.labels[i as usize * nlabels + l].and_then(|(_, s)| symbols.get(s as usize)));
+            }
+            columns.push(Arc::new(b.finish()));
+        }
+        columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))));
+        columns.push(Arc::new(Int32Array::from_value(partition, n)));
+        RecordBatch::try_new(layout.schema.clone(), columns).expect("columns follow the kind's aggregate schema")
     }
 }
 
@@ -674,9 +822,7 @@ pub fn combined_watermark(
         if now_ms - last_active >= idle_ms {
             continue;
         }
-        let Some(t) = max_event else {
-            return None;
-        };
+        let t = max_event?;
         let w = t - lateness_ms;
         wm = Some(wm.map_or(w, |m| m.min(w)));
     }

@@ -218,9 +218,16 @@ fn session() -> SessionContext {
     )
 }
 
-fn compile(ctx: &SessionContext, schema: &Schema, sql: &str, want: Want) -> std::result::Result<Arc<dyn PhysicalExpr>, String> {
+fn compile(
+    ctx: &SessionContext,
+    schema: &Schema,
+    sql: &str,
+    want: Want,
+) -> std::result::Result<Arc<dyn PhysicalExpr>, String> {
     let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
-    let expr = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| first_line(&e.to_string()))?;
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| first_line(&e.to_string()))?;
     // Simplification rewrites functions such as arrow_cast into plain casts.
     let simplify = SimplifyContext::builder()
         .with_schema(Arc::new(df_schema.clone()))
@@ -359,7 +366,9 @@ impl RuleSet {
                 names.push(def.name.clone());
                 let targets: Vec<String> = if def.kinds.is_empty() {
                     if def.no_signal.is_none() {
-                        return Err(err("`kinds` is required (it may be omitted only by no_signal rules)".into()));
+                        return Err(err(
+                            "`kinds` is required (it may be omitted only by no_signal rules)".into()
+                        ));
                     }
                     kinds.keys().cloned().collect()
                 } else {
@@ -367,7 +376,10 @@ impl RuleSet {
                 };
                 for kind in &targets {
                     let rules = kinds.get_mut(kind).ok_or_else(|| {
-                        err(format!("unknown kind `{kind}`; known kinds: {}", catalog_kinds(catalog)))
+                        err(format!(
+                            "unknown kind `{kind}`; known kinds: {}",
+                            catalog_kinds(catalog)
+                        ))
                     })?;
                     if let Some(after) = def.no_signal {
                         if def.condition.is_some() || def.window.is_some() || def.clear.is_some() || def.value.is_some()
@@ -383,7 +395,11 @@ impl RuleSet {
                         let message = Template::parse(&def.message, &|n| {
                             matches!(n, "sensor_id" | "kind" | "last_seen" | "silence")
                         })
-                        .map_err(|m| err(format!("message: {m} (a no_signal message may use sensor_id, kind, last_seen, silence)")))?;
+                        .map_err(|m| {
+                            err(format!(
+                                "message: {m} (a no_signal message may use sensor_id, kind, last_seen, silence)"
+                            ))
+                        })?;
                         rules.silence_rules.push(SilenceRule {
                             name: def.name.clone(),
                             severity: def.severity,
@@ -393,17 +409,24 @@ impl RuleSet {
                         });
                         continue;
                     }
-                    let window = def.window.as_deref().ok_or_else(|| err("`window` is required".into()))?;
+                    let window = def
+                        .window
+                        .as_deref()
+                        .ok_or_else(|| err("`window` is required".into()))?;
                     let spec = specs.iter().position(|s| s.label == window).ok_or_else(|| {
                         err(format!(
                             "unknown window `{window}`; configured windows: {}",
                             specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
                         ))
                     })?;
-                    let condition_sql = def.condition.clone().ok_or_else(|| err("`condition` is required".into()))?;
+                    let condition_sql = def
+                        .condition
+                        .clone()
+                        .ok_or_else(|| err("`condition` is required".into()))?;
                     let schema = rules.schema.clone();
                     let at = |what: &str, m: String| err(format!("{what} (kind {kind}): {m}"));
-                    let condition = compile(&ctx, &schema, &condition_sql, Want::Boolean).map_err(|m| at("condition", m))?;
+                    let condition =
+                        compile(&ctx, &schema, &condition_sql, Want::Boolean).map_err(|m| at("condition", m))?;
                     let clear = def
                         .clear
                         .as_deref()

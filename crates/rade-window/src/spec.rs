@@ -43,7 +43,9 @@ impl WindowSpec {
             return Err(bad("the slide must divide the size".into()));
         }
         if 86_400_000 % slide_ms != 0 && slide_ms % 86_400_000 != 0 {
-            return Err(bad("the slide must divide a day, so windows align on midnight UTC".into()));
+            return Err(bad(
+                "the slide must divide a day, so windows align on midnight UTC".into()
+            ));
         }
         Ok(WindowSpec {
             label: label.into(),
@@ -127,6 +129,12 @@ impl WindowConfig {
                 });
             }
             specs.push(spec);
+        }
+        if specs.len() > 32 {
+            return Err(Error::Window {
+                label: String::new(),
+                message: "at most 32 windows".into(),
+            });
         }
         if self.enabled && specs.is_empty() {
             return Err(Error::Window {

@@ -56,15 +56,24 @@ fn play(case: &str, restart_at: Option<usize>) -> Outcome {
         let kind = catalog.kind(&input.kind).expect("kind").clone();
         let (windows, decoder, offset, _) = parts.entry(input.p).or_insert_with(|| {
             (
-                PartitionWindows::new(format!("tpm.raw.{}", input.kind).into(), input.p, &input.kind, specs.clone(), &rules, input.at)
-                    .expect("windows"),
+                PartitionWindows::new(
+                    format!("tpm.raw.{}", input.kind).into(),
+                    input.p,
+                    &input.kind,
+                    specs.clone(),
+                    &rules,
+                    input.at,
+                )
+                .expect("windows"),
                 Decoder::new(catalog.clone(), kind, limits),
                 0,
                 input.kind.clone(),
             )
         });
         let bytes = serde_json::to_vec(&input.value).expect("json");
-        let row = decoder.decode(Some(&bytes), input.at).expect("every recorded record is valid");
+        let row = decoder
+            .decode(Some(&bytes), input.at)
+            .expect("every recorded record is valid");
         if let Observed::Late { closed_at } = windows.observe(&row, input.at) {
             late.push_str(&format!(
                 "{},{},{},{},{}\n",
@@ -80,8 +89,15 @@ fn play(case: &str, restart_at: Option<usize>) -> Outcome {
             // A restart: every partition's state goes through a snapshot into fresh windows.
             for (p, (windows, _, offset, kind)) in parts.iter_mut() {
                 let bytes = windows.snapshot(*offset).expect("snapshot");
-                let mut fresh = PartitionWindows::new(format!("tpm.raw.{kind}").into(), *p, kind.as_str(), specs.clone(), &rules, input.at)
-                    .expect("windows");
+                let mut fresh = PartitionWindows::new(
+                    format!("tpm.raw.{kind}").into(),
+                    *p,
+                    kind.as_str(),
+                    specs.clone(),
+                    &rules,
+                    input.at,
+                )
+                .expect("windows");
                 assert_eq!(fresh.restore(&bytes).expect("restore"), *offset);
                 *windows = fresh;
             }
@@ -108,7 +124,10 @@ fn play(case: &str, restart_at: Option<usize>) -> Outcome {
                 .column_by_name("_topic")
                 .map(|c| arrow::util::display::array_value_to_string(c, 0).unwrap_or_default())
                 .unwrap_or_default();
-            by_kind.entry(topic.trim_start_matches("tpm.raw.").to_owned()).or_default().push(b);
+            by_kind
+                .entry(topic.trim_start_matches("tpm.raw.").to_owned())
+                .or_default()
+                .push(b);
         }
         for (kind, batches) in by_kind {
             let mut out = Vec::new();
@@ -167,7 +186,11 @@ fn check(case: &str) {
         );
     }
     // The same stream with a restart in the middle gives exactly the same output.
-    let half = std::fs::read_to_string(dir.join("input.jsonl")).expect("input").lines().count() / 2;
+    let half = std::fs::read_to_string(dir.join("input.jsonl"))
+        .expect("input")
+        .lines()
+        .count()
+        / 2;
     let restarted = play(case, Some(half));
     // Only the processing time of alerts may differ: a restarted partition's idleness clock
     // starts again.

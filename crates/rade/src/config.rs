@@ -7,8 +7,8 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rade_kafka::{KafkaConfig, Windowing, WorkerConfig};
-use rade_window::WindowConfig;
 use rade_schema::{Catalog, DecodeLimits};
+use rade_window::WindowConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file, as written.

@@ -162,7 +162,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  {} sensor windows closed ({}), {} alert state changes on {}, {} late records",
         summary.windows_closed,
-        windowing.specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "),
+        windowing
+            .specs
+            .iter()
+            .map(|s| s.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         summary.alerts,
         windowing.config.alerts_topic,
         summary.late
