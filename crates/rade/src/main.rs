@@ -13,7 +13,8 @@ mod simulate;
 /// rade: the stream-processing pipeline of the SMART TPM data platform.
 ///
 /// Kafka raw sensor topics -> Avro validation -> dead-letter topic for bad records ->
-/// Hive-partitioned Parquet lake (local disk or S3).
+/// Hive-partitioned Parquet lake (local disk or S3); event-time windows per sensor and SQL
+/// alert rules (DataFusion) -> alert topic and the lake's aggregates/ and alerts/.
 #[derive(Debug, Parser)]
 #[command(name = "rade", version, propagate_version = true)]
 struct Cli {
@@ -25,13 +26,13 @@ struct Cli {
 enum Command {
     /// Embedded demo: in-process Kafka mock cluster, simulator, pipeline and a local lake.
     Demo(demo::DemoArgs),
-    /// Run an ingest worker that joins the consumer group on a real cluster.
+    /// Run an ingest worker (lake, windows, alert rules) that joins the consumer group on a real cluster.
     Run(run::RunArgs),
     /// Produce realistic TPM sensor traffic (and chosen invalid records) into Kafka.
     Simulate(simulate::SimulateArgs),
-    /// Run SQL over the lake tables (raw_<kind>) with DataFusion.
+    /// Run SQL over the lake tables (raw_<kind>, aggregates, alerts) with DataFusion.
     Query(query::QueryArgs),
-    /// Validate the configuration and schemas without starting anything.
+    /// Validate the configuration, schemas and alert rules without starting anything.
     Check(run::CheckArgs),
 }
 
