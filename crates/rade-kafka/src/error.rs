@@ -27,6 +27,8 @@ pub enum Error {
         what: &'static str,
         source: Box<rdkafka::error::KafkaError>,
     },
+    #[error("windows: {0}")]
+    Windows(#[from] rade_window::Error),
     #[error("lake write failed: {0}")]
     Lake(#[from] rade_lake::Error),
     #[error("the worker thread failed: {0}")]

@@ -933,15 +933,17 @@ impl Pipeline {
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
         let kind = &decoder.kind().kind;
-        let mut windows = PartitionWindows::new(
-            topic.into(),
-            partition,
-            kind,
-            windowing.specs.clone(),
-            &windowing.rules,
-            now_ms,
-        )
-        .map_err(|e| Error::Thread(e.to_string()))?;
+        let fresh = || {
+            PartitionWindows::new(
+                topic.into(),
+                partition,
+                kind,
+                windowing.specs.clone(),
+                &windowing.rules,
+                now_ms,
+            )
+        };
+        let mut windows = fresh()?;
         let saved = self.runtime.block_on(self.lake.get_state(topic, partition))?;
         let mut at = -1;
         if let Some(bytes) = saved {
@@ -969,15 +971,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     warn!(topic, partition, error = %e, "window state not restored; windows start empty");
-                    windows = PartitionWindows::new(
-                        topic.into(),
-                        partition,
-                        kind,
-                        windowing.specs.clone(),
-                        &windowing.rules,
-                        now_ms,
-                    )
-                    .map_err(|e| Error::Thread(e.to_string()))?;
+                    windows = fresh()?;
                 }
             }
         }
