@@ -19,6 +19,9 @@ mkdir -p "${RADE_STATE:-.local}"
 # An S3-compatible server (moto, from PyPI, in the venv check.sh made) for the s3:// lake.
 VENV="${RADE_CACHE:-$HOME/.cache/rade}/venv"
 [[ -x "$VENV/bin/moto_server" ]] || "$VENV/bin/pip" install -q 'moto[server]'
+# The readers of the interoperability test: pyarrow, DuckDB and Polars.
+"$VENV/bin/python" -c "import pyarrow, duckdb, polars" 2>/dev/null || "$VENV/bin/pip" install -q pyarrow duckdb polars
+export RADE_TEST_PYTHON="$VENV/bin/python"
 S3_PORT="${RADE_TEST_S3_PORT:-9400}"
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"${RADE_STATE:-.local}/moto.log" 2>&1 &
 S3_PID=$!

@@ -1047,6 +1047,23 @@ impl Pipeline {
             }
         });
         tracing::debug!(done, seconds = started.elapsed().as_secs_f64(), "end of input checked");
+        if done {
+            // At the end of the input, a partition that never delivered a record stops
+            // holding the watermark back: the others' windows close before the worker stops.
+            let mut changed = false;
+            for s in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+                if let Some(w) = s.windows.as_mut()
+                    && w.progress().0.is_none()
+                {
+                    w.mark_idle();
+                    changed = true;
+                }
+            }
+            if changed && let Err(e) = self.drain(consumer) {
+                self.fatal.get_or_insert(e);
+                return false;
+            }
+        }
         done
     }
 }

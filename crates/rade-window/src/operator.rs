@@ -323,6 +323,11 @@ impl PartitionWindows {
         }
     }
 
+    /// Counts the partition as idle from now on, until its next record.
+    pub fn mark_idle(&mut self) {
+        self.last_active_ms = i64::MIN / 2;
+    }
+
     /// Newest event time seen, and processing time of the newest record.
     pub fn progress(&self) -> (Option<i64>, i64) {
         (self.state.max_event, self.last_active_ms)
