@@ -1070,13 +1070,17 @@ impl Pipeline {
 
 /// Applies the alert state changes of a lake `alerts/` batch to a partition's windows.
 fn apply_alerts(windows: &mut PartitionWindows, batch: &arrow::record_batch::RecordBatch) {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::TimestampMillisecondType;
-    let text = |name: &str| batch.column_by_name(name).map(|c| c.as_string::<i32>().clone());
+    use arrow::array::{Array, StringArray, TimestampMillisecondArray};
+    // A file of the lake is outside input: columns of another type are refused, not trusted.
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+    };
     let time = |name: &str| {
         batch
             .column_by_name(name)
-            .map(|c| c.as_primitive::<TimestampMillisecondType>().clone())
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>().cloned())
     };
     let (Some(rule), Some(sensor), Some(state), Some(start), Some(end)) = (
         text("rule"),
@@ -1089,7 +1093,7 @@ fn apply_alerts(windows: &mut PartitionWindows, batch: &arrow::record_batch::Rec
         return;
     };
     for i in 0..batch.num_rows() {
-        if rule.is_null(i) || sensor.is_null(i) {
+        if rule.is_null(i) || sensor.is_null(i) || state.is_null(i) {
             continue;
         }
         let state = if state.value(i) == "RESOLVED" {
