@@ -228,7 +228,7 @@ impl PartitionState {
             by_window.entry(c.window).or_default().push(c.batch);
         }
         for (window, batches) in by_window {
-            for (day, batches) in split_by_day(&batches) {
+            for (day, batches) in split_by_day(&batches, "window_start") {
                 let table = DerivedTable::Aggregates {
                     window: window.clone(),
                     kind: kind.clone(),
@@ -238,7 +238,9 @@ impl PartitionState {
         }
         let alerts = std::mem::take(&mut self.alerts);
         if !alerts.is_empty() {
-            for (day, batches) in split_by_day(&[alerts_batch(&alerts)]) {
+            // Alerts by the day of their window's end: a silence alert's window starts with the
+            // last reading, which may be days old.
+            for (day, batches) in split_by_day(&[alerts_batch(&alerts)], "window_end") {
                 derived.push((file(DerivedTable::Alerts, day), batches));
             }
         }
@@ -261,17 +263,20 @@ impl PartitionState {
     }
 }
 
-/// Groups batches by the UTC day of their `window_start` column (the lake's `date=`); a batch
+/// Groups batches by the UTC day of their `column` (the lake's `date=`); a batch
 /// is split only when it spans two days. Batches are not concatenated: the Parquet writer
 /// takes them as they are.
-fn split_by_day(batches: &[RecordBatch]) -> Vec<(i64, Vec<RecordBatch>)> {
+fn split_by_day(batches: &[RecordBatch], column: &str) -> Vec<(i64, Vec<RecordBatch>)> {
     let mut days: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
     for batch in batches {
         let Some(starts) = batch
-            .column_by_name("window_start")
+            .column_by_name(column)
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
         else {
-            tracing::error!("a batch of closed windows without window_start; not written");
+            tracing::error!(
+                column,
+                "a batch of closed windows or alerts without its time column; not written"
+            );
             continue;
         };
         let values = starts.values();

@@ -217,6 +217,7 @@ impl Worker {
             alert_schema: self.catalog.alert().cloned(),
             windowing: self.windowing.clone(),
             watermark: None,
+            failed: false,
             in_flight: VecDeque::new(),
             lake: self.lake.clone(),
             metrics: self.metrics.clone(),
@@ -321,9 +322,13 @@ fn poll_loop(
         since_check = 0;
         let mut p = lock(pipeline);
         if let Some(e) = p.fatal.take() {
+            p.failed = true;
             return Err(e);
         }
-        p.maybe_flush(consumer)?;
+        if let Err(e) = p.maybe_flush(consumer) {
+            p.failed = true;
+            return Err(e);
+        }
         if stop_when == StopWhen::CaughtUp && idle && last_caught_up_check.elapsed() > Duration::from_millis(100) {
             last_caught_up_check = Instant::now();
             if p.caught_up(consumer) {
@@ -379,6 +384,9 @@ struct Pipeline {
     windowing: Option<Windowing>,
     /// Combined event-time watermark of the assigned partitions; only grows.
     watermark: Option<i64>,
+    /// Set by a fatal error: nothing is committed any more, not even by the revoke that
+    /// leaving the group triggers; what is not committed is replayed by the next owner.
+    failed: bool,
     in_flight: VecDeque<InFlight>,
     lake: Lake,
     metrics: Metrics,
@@ -586,13 +594,15 @@ impl Pipeline {
             .filter_map(|s| s.windows.as_ref().map(PartitionWindows::progress));
         let lateness = windowing.config.lateness_ms();
         let idle = windowing.config.idle_timeout.as_millis() as i64;
-        if let Some(w) = combined_watermark(progress, now_ms, lateness, idle) {
-            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        // Over the partitions assigned now: a partition that moves here behind the others
+        // holds the watermark back; each partition's own close point only grows.
+        self.watermark = combined_watermark(progress, now_ms, lateness, idle);
+        if let Some(w) = self.watermark {
+            self.metrics.watermark_lag((now_ms - w).max(0) as f64 / 1000.0);
         }
-        let Some(watermark) = self.watermark else {
-            return;
-        };
-        self.metrics.watermark_lag((now_ms - watermark).max(0) as f64 / 1000.0);
+        // Without a watermark nothing closes, but alerts emitted by readings (a silent
+        // sensor sending again) are still published.
+        let watermark = self.watermark.unwrap_or(i64::MIN);
         let alerts_topic = windowing.config.alerts_topic.clone();
         let aggregates_topic = windowing.config.aggregates_topic.clone();
         let format = windowing.config.alert_format;
@@ -753,7 +763,19 @@ impl Pipeline {
                     Err(_) => return Err(fail(KafkaError::Canceled)),
                 }
             }
-            let written: Vec<(Table, Written)> = futures::stream::iter(jobs)
+            // Raw files in parallel; files of closed windows and alerts only once every
+            // earlier flush is durable, one at a time, alerts first: a crash leaves at most
+            // one flush's derived files beyond the saved state, and its alerts are there
+            // whenever any of its aggregates are.
+            let (derived_jobs, raw_jobs): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| matches!(j, Job::Derived(..)));
+            let mut derived_jobs = derived_jobs;
+            derived_jobs.sort_by_key(|j| match j {
+                Job::Derived(f, _) => !matches!(f.table, DerivedTable::Alerts),
+                Job::Raw(..) => true,
+            });
+            let jobs = raw_jobs;
+            let mut written: Vec<(Table, Written)> = futures::stream::iter(jobs)
                 .map(|job| {
                     let lake = lake.clone();
                     async move {
@@ -772,7 +794,6 @@ impl Pipeline {
                 .buffer_unordered(2)
                 .try_collect()
                 .await?;
-            crash_point("after-files");
             // The window state is saved last, and only once every earlier flush is durable:
             // a restored state never runs ahead of what the lake holds.
             if let Some(earlier) = earlier_durable {
@@ -780,6 +801,16 @@ impl Pipeline {
                     .await
                     .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
             }
+            for job in derived_jobs {
+                if let Job::Derived(file, batches) = job {
+                    let table = match file.table {
+                        DerivedTable::Aggregates { .. } => Table::Aggregates,
+                        DerivedTable::Alerts => Table::Alerts,
+                    };
+                    written.push((table, lake.write_derived(&file, batches).await?));
+                }
+            }
+            crash_point("after-files");
             for (topic, partition, bytes) in snapshots {
                 lake.put_state(&topic, partition, bytes).await?;
             }
@@ -811,13 +842,21 @@ impl Pipeline {
     }
 
     fn complete_one(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        if self.failed {
+            return Err(Error::Thread(
+                "an earlier error stopped the worker; nothing more is committed".into(),
+            ));
+        }
         let Some(flight) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let outcome = self
             .runtime
             .block_on(flight.task)
-            .map_err(|e| Error::Thread(e.to_string()))?;
+            .map_err(|e| Error::Thread(e.to_string()))
+            .and_then(|o| o);
+        // A flush that failed stops every later commit: its records are replayed instead.
+        self.failed |= outcome.is_err();
         self.metrics
             .health()
             .set_lake_writable(!matches!(outcome, Err(Error::Lake(_))));
@@ -968,6 +1007,25 @@ impl Pipeline {
                         "window state restored"
                     );
                     at = offset;
+                    // A state beyond the end of the partition belongs to another life of the
+                    // topic (deleted and created again): trusting it would skip records.
+                    let high = self
+                        .dlq
+                        .client()
+                        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                        .map(|(_, high)| high)
+                        .map_err(|e| Error::kafka("reading the end of a partition", e))?;
+                    if offset > high {
+                        warn!(
+                            topic,
+                            partition,
+                            state_at = offset,
+                            end = high,
+                            "window state is beyond the end of the partition; windows start empty"
+                        );
+                        windows = fresh()?;
+                        at = -1;
+                    }
                 }
                 Err(e) => {
                     warn!(topic, partition, error = %e, "window state not restored; windows start empty");
@@ -982,9 +1040,14 @@ impl Pipeline {
         } else {
             rade_lake::day_of(windows.closed_at() - windows.longest_window_ms())
         };
-        let beyond = self
-            .runtime
-            .block_on(self.lake.derived_after(kind, topic, partition, at, since))?;
+        let beyond = self.runtime.block_on(self.lake.derived_after(
+            kind,
+            topic,
+            partition,
+            at,
+            windows.closed_at().max(0),
+            since,
+        ))?;
         if let Some(watermark) = beyond.iter().map(|f| f.watermark_ms).max() {
             for file in beyond.iter().filter(|f| f.table == DerivedTable::Alerts) {
                 for batch in self.runtime.block_on(self.lake.read_derived(file))? {

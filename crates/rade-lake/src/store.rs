@@ -155,14 +155,15 @@ impl Lake {
     }
 
     /// The files of closed windows and alerts that `topic`/`partition` wrote after its window
-    /// state was saved at `saved_offset` (a crash between the two), among the days from
-    /// `since_day_ms` on. Sorted in the order they were written.
+    /// state was saved at `saved_offset` and `saved_watermark` (a crash between the two), among
+    /// the days from `since_day_ms` on. Sorted in the order they were written.
     pub async fn derived_after(
         &self,
         kind: &str,
         topic: &str,
         partition: i32,
         saved_offset: i64,
+        saved_watermark: i64,
         since_day_ms: i64,
     ) -> Result<Vec<DerivedFile>> {
         let since = chrono::DateTime::from_timestamp_millis(since_day_ms)
@@ -192,7 +193,14 @@ impl Lake {
                     metas
                         .iter()
                         .filter_map(|m| DerivedFile::parse(&m.location))
-                        .filter(|f| f.topic == topic && f.partition == partition && f.next_offset > saved_offset),
+                        // A flush that only closed windows keeps the offset of the saved
+                        // state but moves the watermark.
+                        .filter(|f| {
+                            f.topic == topic
+                                && f.partition == partition
+                                && (f.next_offset > saved_offset
+                                    || (f.next_offset == saved_offset && f.watermark_ms > saved_watermark))
+                        }),
                 );
             }
         }

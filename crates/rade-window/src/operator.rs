@@ -311,7 +311,7 @@ impl PartitionWindows {
                 }
             }
         }
-        if st.silent {
+        if st.silent && t > previous {
             st.silent = false;
             let sensor = sensor.to_string();
             self.resolve_silence(&sensor, previous, t, now_ms);
