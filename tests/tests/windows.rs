@@ -290,10 +290,11 @@ async fn a_crash_at_any_step_of_a_flush_repeats_no_window_and_no_alert() {
             !status.success() && text.contains("RADE_CRASH_AT"),
             "{point}: no crash: {text}"
         );
+        let crashed = text;
         let text = run_until_caught_up(&config, &[], &setup.log(&format!("after-{point}.log")));
         assert!(
             text.contains("window state restored") || point == "after-files",
-            "{point}: {text}"
+            "{point}: {crashed}\n---\n{text}"
         );
 
         let alerts = read_alerts(&alerts_topic(&setup.dlq));

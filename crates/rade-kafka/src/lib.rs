@@ -15,4 +15,5 @@ mod client;
 mod dlq;
 mod error;
 mod partition;
+mod windowing;
 mod worker;

@@ -1,11 +1,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
-use rade_lake::{DerivedFile, DerivedTable, RawFile, day_of, hour_of};
+use rade_lake::{RawFile, hour_of};
 use rade_schema::{Decoder, Lineage, Row, RowBatchBuilder};
-use rade_window::{Alert, ClosedWindows, PartitionWindows, alerts_batch};
 
 /// What the lake already holds for a partition, read when it is assigned.
 #[derive(Debug, Default)]
@@ -61,26 +59,31 @@ pub(crate) struct PartitionState {
     dirty: bool,
     /// Newest event time buffered since the last seal.
     newest_event_ms: Option<i64>,
-    /// Event-time windows and alert state, when windows are enabled.
-    pub(crate) windows: Option<PartitionWindows>,
+    /// What the ingest thread knows of the partition's windows, which live on the window
+    /// thread; `None` when windows are off.
+    pub(crate) view: Option<WindowView>,
     /// Records before this offset are already in the restored window state and the lake.
     pub(crate) skip_before: i64,
-    /// Windows closed and alerts emitted since the last seal, for the lake.
-    closed: Vec<ClosedWindows>,
-    alerts: Vec<Alert>,
-    /// Watermark the windows were last closed at.
-    closed_at: i64,
-    /// Whether the window state changed without a record (windows closed by the watermark).
-    window_changed: bool,
+    /// Valid records not sent to the window thread yet: their values back to back, and where
+    /// each one ends.
+    pub(crate) fold_bytes: Vec<u8>,
+    pub(crate) fold_ends: Vec<u32>,
+}
+
+/// The ingest thread's view of a partition's windows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowView {
+    /// The watermark last sent to the window thread for this partition.
+    pub(crate) closed_at: i64,
+    /// Newest event time seen.
+    pub(crate) max_event: Option<i64>,
+    /// Processing time of the newest record (idleness).
+    pub(crate) last_active_ms: i64,
 }
 
 /// A closed segment: its files, the offset to commit once they are durable, its newest event.
 pub(crate) struct Sealed {
     pub(crate) files: Vec<(RawFile, RecordBatch)>,
-    /// Closed windows and alerts, one file per table and day.
-    pub(crate) derived: Vec<(DerivedFile, Vec<RecordBatch>)>,
-    /// The window state as of `next_offset`, written once the files are durable.
-    pub(crate) snapshot: Option<Vec<u8>>,
     pub(crate) next_offset: i64,
     pub(crate) newest_event_ms: Option<i64>,
 }
@@ -98,7 +101,7 @@ impl PartitionState {
         decoder: Decoder,
         start_offset: Option<i64>,
         durable: Durable,
-        windows: Option<PartitionWindows>,
+        view: Option<WindowView>,
         skip_before: i64,
     ) -> Self {
         PartitionState {
@@ -112,40 +115,16 @@ impl PartitionState {
             durable,
             dirty: false,
             newest_event_ms: None,
-            windows,
+            view,
             skip_before,
-            closed: Vec::new(),
-            alerts: Vec::new(),
-            closed_at: i64::MIN,
-            window_changed: false,
+            fold_bytes: Vec::new(),
+            fold_ends: Vec::new(),
         }
     }
 
     /// Passes over a record that the restored window state and the lake already hold.
     pub(crate) fn skip(&mut self, offset: i64) {
         self.advance(offset);
-    }
-
-    /// Closes the windows the watermark has passed; returns what closed and the new alerts.
-    pub(crate) fn close_windows(&mut self, watermark: i64, now_ms: i64) -> (&[ClosedWindows], Vec<Alert>) {
-        let Some(w) = self.windows.as_mut() else {
-            return (&[], Vec::new());
-        };
-        let before = self.closed.len();
-        if watermark > self.closed_at {
-            self.closed_at = watermark;
-            let closed = w.close(watermark, now_ms);
-            if !closed.is_empty() {
-                self.window_changed = true;
-            }
-            self.closed.extend(closed);
-        }
-        let alerts = w.take_alerts();
-        if !alerts.is_empty() {
-            self.window_changed = true;
-            self.alerts.extend(alerts.iter().cloned());
-        }
-        (&self.closed[before..], alerts)
     }
 
     fn advance(&mut self, offset: i64) {
@@ -193,7 +172,7 @@ impl PartitionState {
     /// Closes the open segment: one file per hour named by the segment's offset range, the
     /// offset to commit once they and the segment's rejects are durable, and the newest event.
     pub(crate) fn seal(&mut self) -> Option<Sealed> {
-        if !self.dirty && !self.window_changed {
+        if !self.dirty {
             return None;
         }
         let next = self.next_offset.or(self.start_offset)?;
@@ -214,89 +193,16 @@ impl PartitionState {
                 (file, b.finish())
             })
             .collect();
-        let mut derived = Vec::new();
-        let file = |table: DerivedTable, day_ms: i64| DerivedFile {
-            table,
-            day_ms,
-            topic: self.topic.to_string(),
-            partition: self.partition,
-            next_offset: next,
-            watermark_ms: self.closed_at.max(0),
-        };
-        let mut by_window: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-        for c in std::mem::take(&mut self.closed) {
-            by_window.entry(c.window).or_default().push(c.batch);
-        }
-        for (window, batches) in by_window {
-            for (day, batches) in split_by_day(&batches, "window_start") {
-                let table = DerivedTable::Aggregates {
-                    window: window.clone(),
-                    kind: kind.clone(),
-                };
-                derived.push((file(table, day), batches));
-            }
-        }
-        let alerts = std::mem::take(&mut self.alerts);
-        if !alerts.is_empty() {
-            // Alerts by the day of their window's end: a silence alert's window starts with the
-            // last reading, which may be days old.
-            for (day, batches) in split_by_day(&[alerts_batch(&alerts)], "window_end") {
-                derived.push((file(DerivedTable::Alerts, day), batches));
-            }
-        }
-        let snapshot = self.windows.as_ref().and_then(|w| match w.snapshot(next) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "window state not saved");
-                None
-            }
-        });
         self.dirty = false;
-        self.window_changed = false;
         Some(Sealed {
             files,
-            derived,
-            snapshot,
             next_offset: next,
             newest_event_ms: self.newest_event_ms.take(),
         })
     }
-}
 
-/// Groups batches by the UTC day of their `column` (the lake's `date=`); a batch
-/// is split only when it spans two days. Batches are not concatenated: the Parquet writer
-/// takes them as they are.
-fn split_by_day(batches: &[RecordBatch], column: &str) -> Vec<(i64, Vec<RecordBatch>)> {
-    let mut days: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
-    for batch in batches {
-        let Some(starts) = batch
-            .column_by_name(column)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        else {
-            tracing::error!(
-                column,
-                "a batch of closed windows or alerts without its time column; not written"
-            );
-            continue;
-        };
-        let values = starts.values();
-        let (Some(first), Some(last)) = (values.iter().min(), values.iter().max()) else {
-            continue;
-        };
-        if day_of(*first) == day_of(*last) {
-            days.entry(day_of(*first)).or_default().push(batch.clone());
-            continue;
-        }
-        let mut d = day_of(*first);
-        while d <= day_of(*last) {
-            let mask: arrow::array::BooleanArray = values.iter().map(|&t| Some(day_of(t) == d)).collect();
-            if let Ok(part) = arrow::compute::filter_record_batch(batch, &mask)
-                && part.num_rows() > 0
-            {
-                days.entry(d).or_default().push(part);
-            }
-            d += 86_400_000;
-        }
+    /// The offset the window state of a flush is taken at.
+    pub(crate) fn position(&self) -> Option<i64> {
+        self.next_offset.or(self.start_offset)
     }
-    days.into_iter().collect()
 }

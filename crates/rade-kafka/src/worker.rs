@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written};
-use rade_schema::{Catalog, DecodeLimits, Decoder, KindSchema, Reject, RejectReason};
+use rade_schema::{Catalog, DecodeLimits, Decoder, Reject, RejectReason};
 use rade_telemetry::{Metrics, Table};
-use rade_window::{AlertFormat, Observed, PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_watermark};
+use rade_window::{PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_watermark};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -21,7 +21,8 @@ use tracing::{info, warn};
 
 use crate::client::{KafkaConfig, client_config};
 use crate::dlq::{DlqRecord, dlq_headers};
-use crate::partition::{Durable, Handled, PartitionState};
+use crate::partition::{Durable, Handled, PartitionState, WindowView};
+use crate::windowing::{Cmd, Runner, SealReply, is_late};
 use crate::{Error, Result};
 
 /// The `[worker]` section: when to flush and how long to wait.
@@ -205,16 +206,41 @@ impl Worker {
             .create()
             .map_err(|e| Error::kafka("creating the DLQ producer", e))?;
 
+        // Windows and rules run on their own thread, fed in order by the ingest thread.
+        let (win, window_thread) = match self.windowing.as_ref() {
+            Some(w) => {
+                // Bounded: when the window thread falls behind, the ingest thread waits for it
+                // instead of queueing records without limit.
+                let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
+                let runner = Runner::new(
+                    dlq.clone(),
+                    w.config.clone(),
+                    self.catalog.alert().cloned(),
+                    self.metrics.clone(),
+                );
+                let thread = std::thread::Builder::new()
+                    .name("rade-windows".into())
+                    .spawn(move || runner.run(rx))
+                    .map_err(|e| Error::Thread(format!("cannot start the window thread: {e}")))?;
+                let handle = WinHandle {
+                    tx,
+                    slides: w.specs.iter().map(|s| s.slide_ms).collect(),
+                    active: false,
+                };
+                (Some(handle), Some(thread))
+            }
+            None => (None, None),
+        };
+
         let pipeline = Arc::new(Mutex::new(Pipeline {
             partitions: HashMap::new(),
             decoders,
             dlq,
             dlq_topic: self.kafka.dlq_topic.clone(),
             pending_dlq: Vec::new(),
-            pending_out: Vec::new(),
+            win,
             dlq_chain: None,
             durable_chain: None,
-            alert_schema: self.catalog.alert().cloned(),
             windowing: self.windowing.clone(),
             watermark: None,
             failed: false,
@@ -273,6 +299,11 @@ impl Worker {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && consumer.assignment().map(|a| a.count() > 0).unwrap_or(false) {
             let _ = consumer.poll(Duration::from_millis(50));
+        }
+        // Dropping the sender ends the window thread once it has served what it was sent.
+        lock(&pipeline).win = None;
+        if let Some(t) = window_thread {
+            let _ = t.join();
         }
         result?;
         let mut p = lock(&pipeline);
@@ -352,6 +383,7 @@ struct InFlight {
 struct FlushOutcome {
     dlq_acked: u64,
     alerts_acked: u64,
+    windows_closed: u64,
     written: Vec<(Table, Written)>,
 }
 
@@ -361,13 +393,6 @@ enum Job {
     Derived(DerivedFile, Vec<arrow::record_batch::RecordBatch>),
 }
 
-/// A message to the alert or aggregates topic that must be acknowledged before the flush commits.
-struct Outgoing {
-    delivery: DeliveryFuture,
-    topic: String,
-    what: &'static str,
-}
-
 /// Everything the poll loop and the rebalance callbacks share.
 struct Pipeline {
     partitions: HashMap<String, HashMap<i32, PartitionState>>,
@@ -375,12 +400,12 @@ struct Pipeline {
     dlq: FutureProducer,
     dlq_topic: String,
     pending_dlq: Vec<(DeliveryFuture, Arc<str>, i32, i64)>,
-    pending_out: Vec<Outgoing>,
+    /// The window thread, when windows are on.
+    win: Option<WinHandle>,
     /// Resolves when every flush sealed so far has its rejects acknowledged.
     dlq_chain: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Resolves when every flush sealed so far is wholly durable (files and window state).
     durable_chain: Option<tokio::sync::oneshot::Receiver<()>>,
-    alert_schema: Option<Arc<KindSchema>>,
     windowing: Option<Windowing>,
     /// Combined event-time watermark of the assigned partitions; only grows.
     watermark: Option<i64>,
@@ -402,6 +427,18 @@ struct Pipeline {
 const CLOCK_EVERY: u64 = 64;
 /// One decode in this many is timed for `rade_decode_seconds` (scaled up).
 const DECODE_SAMPLE: u64 = 16;
+
+/// Commands (about 1 024 records each for folds) queued for the window thread at most.
+const WINDOW_QUEUE: usize = 64;
+
+/// The ingest thread's end of the window thread.
+struct WinHandle {
+    tx: std::sync::mpsc::SyncSender<Cmd>,
+    /// Slide of every window shape, for the lateness test.
+    slides: Vec<i64>,
+    /// Whether anything was sent since the last seal.
+    active: bool,
+}
 
 /// Counts gathered in the hot loop and published to the metrics once per check.
 #[derive(Default)]
@@ -462,8 +499,10 @@ impl Pipeline {
             tally,
             first_pending_at,
             fatal,
+            win,
             ..
         } = self;
+        let slides: &[i64] = win.as_ref().map(|w| w.slides.as_slice()).unwrap_or(&[]);
         let Some(state) = partitions.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
             warn!(
                 topic = m.topic(),
@@ -522,10 +561,19 @@ impl Pipeline {
                     }
                 }
                 // Replayed rows still feed the windows: the restored state does not hold them.
-                let observed = state.windows.as_mut().map(|w| w.observe(&row, now_ms));
-                let Some(Observed::Late { closed_at }) = observed else {
+                let Some(view) = state.view.as_mut() else {
                     return;
                 };
+                view.max_event = view.max_event.max(Some(row.observed_at_ms));
+                view.last_active_ms = now_ms;
+                if let Some(v) = m.payload() {
+                    state.fold_bytes.extend_from_slice(v);
+                    state.fold_ends.push(state.fold_bytes.len() as u32);
+                }
+                let closed_at = view.closed_at;
+                if !is_late(row.observed_at_ms, closed_at, slides) {
+                    return;
+                }
                 if matches!(handled, Handled::AlreadyDurable) {
                     // Counted and reported before the file holding the row was written.
                     return;
@@ -591,7 +639,7 @@ impl Pipeline {
             .partitions
             .values()
             .flat_map(|t| t.values())
-            .filter_map(|s| s.windows.as_ref().map(PartitionWindows::progress));
+            .filter_map(|s| s.view.map(|v| (v.max_event, v.last_active_ms)));
         let lateness = windowing.config.lateness_ms();
         let idle = windowing.config.idle_timeout.as_millis() as i64;
         // Over the partitions assigned now: a partition that moves here behind the others
@@ -600,68 +648,52 @@ impl Pipeline {
         if let Some(w) = self.watermark {
             self.metrics.watermark_lag((now_ms - w).max(0) as f64 / 1000.0);
         }
-        // Without a watermark nothing closes, but alerts emitted by readings (a silent
-        // sensor sending again) are still published.
-        let watermark = self.watermark.unwrap_or(i64::MIN);
-        let alerts_topic = windowing.config.alerts_topic.clone();
-        let aggregates_topic = windowing.config.aggregates_topic.clone();
-        let format = windowing.config.alert_format;
-        let mut outgoing = Vec::new();
-        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-            let kind = state.decoder.kind().kind.clone();
-            let (closed, alerts) = state.close_windows(watermark, now_ms);
-            for c in closed {
-                let n = c.batch.num_rows() as u64;
-                self.summary.windows_closed += n;
-                self.metrics.windows_closed(&kind, &c.window, n);
-                if !aggregates_topic.is_empty() {
-                    outgoing.extend(aggregate_messages(&aggregates_topic, c));
-                }
-            }
-            for alert in alerts {
-                info!(rule = %alert.rule, state = alert.state.as_str(), sensor = %alert.sensor_id, message = %alert.message, "alert");
-                self.metrics.alert(&alert.rule, alert.state.as_str());
-                let value = match (format, self.alert_schema.as_ref()) {
-                    (AlertFormat::Avro, Some(schema)) => match alert.to_avro(schema) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            warn!(error = %e, "alert not encodable as Avro; sent as JSON");
-                            alert.to_json()
-                        }
-                    },
-                    _ => alert.to_json(),
-                };
-                outgoing.push((
-                    alerts_topic.clone(),
-                    alert.key(),
-                    value,
-                    Some(alert.alert_id.clone()),
-                    "an alert",
-                ));
+        self.send_folds(now_ms);
+        let Some(watermark) = self.watermark else {
+            return;
+        };
+        let mut moved = false;
+        for v in self
+            .partitions
+            .values_mut()
+            .flat_map(|t| t.values_mut())
+            .filter_map(|s| s.view.as_mut())
+        {
+            if watermark > v.closed_at {
+                v.closed_at = watermark;
+                moved = true;
             }
         }
-        for (topic, key, value, id, what) in outgoing {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).key(key.as_bytes()).payload(&value);
-            if let Some(id) = &id {
-                rec = rec.headers(rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                    key: "rade.alert.id",
-                    value: Some(id.as_str()),
-                }));
+        if moved {
+            self.send_to_windows(Cmd::Close { watermark, now_ms });
+        }
+    }
+
+    /// Hands the valid records buffered since the last check to the window thread.
+    fn send_folds(&mut self, now_ms: i64) {
+        let mut cmds = Vec::new();
+        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+            if state.fold_ends.is_empty() {
+                continue;
             }
-            match send(&self.dlq, rec) {
-                Ok(delivery) => self.pending_out.push(Outgoing {
-                    delivery,
-                    topic: topic.clone(),
-                    what,
-                }),
-                Err(source) => {
-                    self.fatal.get_or_insert(Error::Publish {
-                        topic,
-                        what,
-                        source: Box::new(source),
-                    });
-                    return;
-                }
+            cmds.push(Cmd::Fold {
+                key: (state.topic.clone(), state.partition),
+                bytes: std::mem::take(&mut state.fold_bytes),
+                ends: std::mem::take(&mut state.fold_ends),
+                now_ms,
+            });
+        }
+        for cmd in cmds {
+            self.send_to_windows(cmd);
+        }
+    }
+
+    fn send_to_windows(&mut self, cmd: Cmd) {
+        if let Some(win) = self.win.as_mut() {
+            win.active = true;
+            if win.tx.send(cmd).is_err() {
+                self.fatal
+                    .get_or_insert(Error::Thread("the window thread stopped".into()));
             }
         }
     }
@@ -699,26 +731,45 @@ impl Pipeline {
     fn seal(&mut self) {
         self.first_pending_at = None;
         let mut jobs: Vec<Job> = Vec::new();
-        let mut snapshots: Vec<(Arc<str>, i32, Vec<u8>)> = Vec::new();
         let mut offsets = Vec::new();
         let mut newest_event_ms = None;
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
             if let Some(sealed) = state.seal() {
                 jobs.extend(sealed.files.into_iter().map(|(f, b)| Job::Raw(f, b)));
-                jobs.extend(sealed.derived.into_iter().map(|(f, b)| Job::Derived(f, b)));
-                if let Some(bytes) = sealed.snapshot {
-                    snapshots.push((state.topic.clone(), state.partition, bytes));
-                }
                 offsets.push((state.topic.clone(), state.partition, sealed.next_offset));
                 newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
             }
         }
-        if offsets.is_empty() {
+        // The window thread's part of this flush: files of closed windows and alerts, and the
+        // state of every partition whose windows changed, as of its position now.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.send_folds(now_ms);
+        let windows_active = self.win.as_ref().is_some_and(|w| w.active);
+        if offsets.is_empty() && !windows_active {
             return;
         }
+        let window_reply = if windows_active {
+            let positions: Vec<_> = self
+                .partitions
+                .values()
+                .flat_map(|t| t.values())
+                .filter(|s| s.view.is_some())
+                .filter_map(|s| s.position().map(|p| ((s.topic.clone(), s.partition), p)))
+                .collect();
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            self.send_to_windows(Cmd::Seal {
+                offsets: positions,
+                reply,
+            });
+            if let Some(w) = self.win.as_mut() {
+                w.active = false;
+            }
+            Some(rx)
+        } else {
+            None
+        };
         tracing::debug!(files = jobs.len(), partitions = offsets.len(), "flush sealed");
         let dlq = std::mem::take(&mut self.pending_dlq);
-        let outgoing = std::mem::take(&mut self.pending_out);
         let lake = self.lake.clone();
         let earlier_acked = self.dlq_chain.take();
         let (acked_tx, acked_rx) = tokio::sync::oneshot::channel();
@@ -727,6 +778,20 @@ impl Pipeline {
         let (durable_tx, durable_rx) = tokio::sync::oneshot::channel();
         self.durable_chain = Some(durable_rx);
         let task = self.runtime.spawn(async move {
+            let window_part = match window_reply {
+                Some(rx) => rx
+                    .await
+                    .map_err(|_| Error::Thread("the window thread stopped".into()))?,
+                None => SealReply::default(),
+            };
+            if let Some(e) = window_part.fatal {
+                return Err(e);
+            }
+            let windows_closed = window_part.windows_closed;
+            let outgoing = window_part.outgoing;
+            let snapshots = window_part.snapshots;
+            let mut jobs = jobs;
+            jobs.extend(window_part.derived.into_iter().map(|(f, b)| Job::Derived(f, b)));
             // Files are written only once this flush's rejects and every earlier flush's are
             // acknowledged, so any file of a partition proves to a later replay that the
             // rejects up to its last offset are in the DLQ.
@@ -810,15 +875,22 @@ impl Pipeline {
                     written.push((table, lake.write_derived(&file, batches).await?));
                 }
             }
-            crash_point("after-files");
+            // The crash points count only flushes that write something.
+            let writes = !written.is_empty() || !snapshots.is_empty();
+            if writes {
+                crash_point("after-files");
+            }
             for (topic, partition, bytes) in snapshots {
                 lake.put_state(&topic, partition, bytes).await?;
             }
-            crash_point("after-state");
+            if writes {
+                crash_point("after-state");
+            }
             let _ = durable_tx.send(());
             Ok(FlushOutcome {
                 dlq_acked,
                 alerts_acked,
+                windows_closed,
                 written,
             })
         });
@@ -864,6 +936,7 @@ impl Pipeline {
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
         self.summary.alerts += outcome.alerts_acked;
+        self.summary.windows_closed += outcome.windows_closed;
         for (table, w) in &outcome.written {
             if let Written::Created { bytes } = w {
                 if matches!(table, Table::Raw) {
@@ -878,9 +951,11 @@ impl Pipeline {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|e| Error::kafka("building the commit", e))?;
         }
-        consumer
-            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-            .map_err(|e| Error::kafka("committing offsets", e))?;
+        if tpl.count() > 0 {
+            consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .map_err(|e| Error::kafka("committing offsets", e))?;
+        }
         self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
         tracing::debug!(
             seconds = flight.sealed_at.elapsed().as_secs_f64(),
@@ -939,15 +1014,21 @@ impl Pipeline {
             let durable = Durable::new(&files, start.unwrap_or(0));
             tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
             let (windows, skip_before) = self.restore_windows(&topic, elem.partition(), &decoder, start)?;
-            let state = PartitionState::new(
-                topic.as_str().into(),
-                elem.partition(),
-                decoder,
-                start,
-                durable,
-                windows,
-                skip_before,
-            );
+            let key: Arc<str> = topic.as_str().into();
+            let view = windows.map(|w| {
+                let view = WindowView {
+                    closed_at: w.closed_at(),
+                    max_event: w.progress().0,
+                    last_active_ms: chrono::Utc::now().timestamp_millis(),
+                };
+                self.send_to_windows(Cmd::Assign {
+                    key: (key.clone(), elem.partition()),
+                    windows: Box::new(w),
+                    decoder: decoder.clone(),
+                });
+                view
+            });
+            let state = PartitionState::new(key, elem.partition(), decoder, start, durable, view, skip_before);
             self.partitions
                 .entry(topic)
                 .or_default()
@@ -1071,8 +1152,13 @@ impl Pipeline {
         // member can read it again.
         let result = self.drain(consumer);
         for elem in tpl.elements() {
-            if let Some(t) = self.partitions.get_mut(elem.topic()) {
-                t.remove(&elem.partition());
+            if let Some(t) = self.partitions.get_mut(elem.topic())
+                && let Some(state) = t.remove(&elem.partition())
+                && state.view.is_some()
+            {
+                self.send_to_windows(Cmd::Remove {
+                    key: (state.topic.clone(), state.partition),
+                });
             }
             self.metrics.forget_partition(elem.topic(), elem.partition());
         }
@@ -1115,10 +1201,10 @@ impl Pipeline {
             // holding the watermark back: the others' windows close before the worker stops.
             let mut changed = false;
             for s in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-                if let Some(w) = s.windows.as_mut()
-                    && w.progress().0.is_none()
+                if let Some(v) = s.view.as_mut()
+                    && v.max_event.is_none()
                 {
-                    w.mark_idle();
+                    v.last_active_ms = i64::MIN / 2;
                     changed = true;
                 }
             }
@@ -1179,9 +1265,9 @@ fn crash_point(point: &str) {
 }
 
 /// Sends a record, waiting while the producer's queue is full.
-fn send(
+pub(crate) fn send<P: rdkafka::message::ToBytes + ?Sized>(
     producer: &FutureProducer,
-    mut rec: FutureRecord<'_, [u8], [u8]>,
+    mut rec: FutureRecord<'_, [u8], P>,
 ) -> std::result::Result<DeliveryFuture, KafkaError> {
     loop {
         match producer.send_result(rec) {
@@ -1200,37 +1286,6 @@ fn rade_window_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_else(|| ms.to_string())
-}
-
-/// A message to publish: topic, key, value, alert id header, what it is (for errors).
-type Outbound = (String, String, Vec<u8>, Option<String>, &'static str);
-
-/// Closed windows as JSON messages for the aggregates topic, keyed by sensor id.
-fn aggregate_messages(topic: &str, c: &rade_window::ClosedWindows) -> Vec<Outbound> {
-    let mut buf = Vec::new();
-    {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-        if writer.write(&c.batch).and_then(|()| writer.finish()).is_err() {
-            return Vec::new();
-        }
-    }
-    let sensors = c.batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>();
-    buf.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            let mut v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-            v["window"] = serde_json::Value::String(c.window.clone());
-            let key = sensors.map(|s| s.value(i).to_owned()).unwrap_or_default();
-            (
-                topic.to_owned(),
-                key,
-                serde_json::to_vec(&v).unwrap_or_default(),
-                None,
-                "aggregates",
-            )
-        })
-        .collect()
 }
 
 /// Runs the rebalance decisions inside the consumer's poll.
