@@ -1114,35 +1114,32 @@ impl Pipeline {
                 }
             }
         }
-        // Closed windows and alerts written after the state was saved (a crash between the
-        // two) are neither written nor sent again.
-        let since = if windows.closed_at() == i64::MIN {
-            i64::MIN
-        } else {
-            rade_lake::day_of(windows.closed_at() - windows.longest_window_ms())
-        };
-        let beyond = self.runtime.block_on(self.lake.derived_after(
-            kind,
-            topic,
-            partition,
-            at,
-            windows.closed_at().max(0),
-            since,
-        ))?;
-        if let Some(watermark) = beyond.iter().map(|f| f.watermark_ms).max() {
-            for file in beyond.iter().filter(|f| f.table == DerivedTable::Alerts) {
-                for batch in self.runtime.block_on(self.lake.read_derived(file))? {
-                    apply_alerts(&mut windows, &batch);
-                }
-            }
-            info!(
+        // Files of closed windows and alerts written after the saved state (a crash between
+        // the two, possibly halfway through them) are deleted: the replay from the saved state
+        // closes the same windows again and writes them once. Their alerts may reach the topic
+        // a second time, with the same alert_id; the lake keeps them once. Without a saved
+        // state nothing is deleted: files already in the lake are never trusted less than that.
+        if at >= 0 {
+            let since = rade_lake::day_of(windows.closed_at().max(0) - windows.longest_window_ms());
+            let beyond = self.runtime.block_on(self.lake.derived_after(
+                kind,
                 topic,
                 partition,
-                files = beyond.len(),
-                watermark,
-                "windows closed after the saved state are not emitted again"
-            );
-            windows.skip_closed(watermark);
+                at,
+                windows.closed_at().max(0),
+                since,
+            ))?;
+            for file in &beyond {
+                self.runtime.block_on(self.lake.delete_derived(file))?;
+            }
+            if !beyond.is_empty() {
+                info!(
+                    topic,
+                    partition,
+                    files = beyond.len(),
+                    "files of windows closed after the saved state deleted; they are closed again"
+                );
+            }
         }
         Ok((Some(windows), if at < 0 { i64::MIN } else { at }))
     }
@@ -1214,43 +1211,6 @@ impl Pipeline {
             }
         }
         done
-    }
-}
-
-/// Applies the alert state changes of a lake `alerts/` batch to a partition's windows.
-fn apply_alerts(windows: &mut PartitionWindows, batch: &arrow::record_batch::RecordBatch) {
-    use arrow::array::{Array, StringArray, TimestampMillisecondArray};
-    // A file of the lake is outside input: columns of another type are refused, not trusted.
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-    };
-    let time = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>().cloned())
-    };
-    let (Some(rule), Some(sensor), Some(state), Some(start), Some(end)) = (
-        text("rule"),
-        text("sensor_id"),
-        text("state"),
-        time("window_start"),
-        time("window_end"),
-    ) else {
-        warn!("an alerts file without the alert columns; ignored");
-        return;
-    };
-    for i in 0..batch.num_rows() {
-        if rule.is_null(i) || sensor.is_null(i) || state.is_null(i) {
-            continue;
-        }
-        let state = if state.value(i) == "RESOLVED" {
-            rade_window::AlertState::Resolved
-        } else {
-            rade_window::AlertState::Raised
-        };
-        windows.apply_alert(rule.value(i), sensor.value(i), state, start.value(i), end.value(i));
     }
 }
 

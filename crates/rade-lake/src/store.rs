@@ -219,6 +219,19 @@ impl Lake {
         }
     }
 
+    /// Deletes a file of closed windows or alerts (one a crashed flush wrote beyond the saved
+    /// window state). A file already gone is not an error.
+    pub async fn delete_derived(&self, file: &DerivedFile) -> Result<()> {
+        let path = file.path(&self.root);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Reads a whole Parquet file of the lake.
     pub async fn read_derived(&self, file: &DerivedFile) -> Result<Vec<RecordBatch>> {
         let path = file.path(&self.root);
