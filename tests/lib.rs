@@ -742,3 +742,15 @@ where
     }
     cond().await
 }
+
+/// Runs `rade query` over a local lake with the repository's schemas; the CSV answer.
+pub fn query_lake(lake: &Path, sql: &str) -> String {
+    let out = Command::new(rade_bin())
+        .args(["query", "--lake", lake.to_str().expect("a UTF-8 path"), "--schemas"])
+        .arg(schemas_dir())
+        .args(["--format", "csv", sql])
+        .output()
+        .expect("rade query runs");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -13,17 +13,6 @@ fn python() -> String {
     })
 }
 
-fn rade_query(lake: &std::path::Path, sql: &str) -> String {
-    let out = Command::new(rade_bin())
-        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
-        .arg(schemas_dir())
-        .args(["--format", "csv", sql])
-        .output()
-        .expect("rade query runs");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The CSV answer of `rade query` as rows of cells, header dropped.
 fn rows(csv: &str) -> Vec<Vec<String>> {
     csv.lines()
@@ -109,7 +98,7 @@ async fn pyarrow_duckdb_and_polars_read_what_rade_query_reads() {
     assert_eq!(read_lake(&lake).len(), produced.len());
 
     // rade query's figures.
-    let wl = rows(&rade_query(
+    let wl = rows(&query_lake(
         &lake,
         "SELECT count(*), count(DISTINCT sensor_id), sum(height) FROM raw_water_level",
     ));
@@ -118,17 +107,17 @@ async fn pyarrow_duckdb_and_polars_read_what_rade_query_reads() {
         wl[0][1].parse().expect("count"),
         wl[0][2].parse().expect("sum"),
     );
-    let nz_max: f64 = rows(&rade_query(&lake, "SELECT max(LAeq) FROM raw_noise"))[0][0]
+    let nz_max: f64 = rows(&query_lake(&lake, "SELECT max(LAeq) FROM raw_noise"))[0][0]
         .parse()
         .expect("max");
-    let occupied: std::collections::BTreeMap<String, i64> = rows(&rade_query(
+    let occupied: std::collections::BTreeMap<String, i64> = rows(&query_lake(
         &lake,
         "SELECT date, hour, count(*) FROM raw_parking_bay WHERE status = 'occupied' GROUP BY date, hour",
     ))
     .into_iter()
     .map(|r| (format!("{}/{}", r[0], r[1]), r[2].parse().expect("count")))
     .collect();
-    let aggregate_rows: i64 = rows(&rade_query(&lake, "SELECT count(*) FROM aggregates"))[0][0]
+    let aggregate_rows: i64 = rows(&query_lake(&lake, "SELECT count(*) FROM aggregates"))[0][0]
         .parse()
         .expect("count");
     assert!(

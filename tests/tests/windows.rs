@@ -1,7 +1,6 @@
 //! Windows and alerts on the real broker: a simulated flood on one river gauge.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use rade_integration_tests::*;
 use rade_schema::RejectReason;
@@ -105,17 +104,6 @@ fn read_alerts(topic: &str) -> Vec<AlertSeen> {
         .collect()
 }
 
-fn query(lake: &std::path::Path, sql: &str) -> String {
-    let out = Command::new(rade_bin())
-        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
-        .arg(schemas_dir())
-        .args(["--format", "csv", sql])
-        .output()
-        .expect("rade query runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The single value of a one-cell CSV answer.
 fn scalar(csv: &str) -> i64 {
     csv.lines()
@@ -188,11 +176,11 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
              count(*) AS n, min(height) AS mn, max(height) AS mx, sum(height) AS s, avg(height) AS av \
              FROM raw_water_level GROUP BY 1, 2"
         );
-        let closed_raw = scalar(&query(
+        let closed_raw = scalar(&query_lake(
             &setup.lake(),
             &format!("WITH r AS ({raw}) SELECT count(*) FROM r WHERE ws + {size} <= {watermark}"),
         ));
-        let aggregates = scalar(&query(
+        let aggregates = scalar(&query_lake(
             &setup.lake(),
             &format!("SELECT count(*) FROM aggregates WHERE \"window\" = '{window}' AND kind = 'water_level'"),
         ));
@@ -203,7 +191,7 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
         );
         // Every aggregate row has its raw group, with the same statistics.
         let joined = |condition: &str| {
-            scalar(&query(
+            scalar(&query_lake(
                 &setup.lake(),
                 &format!(
                     "WITH r AS ({raw}) SELECT count(*) FROM aggregates a JOIN r ON a.sensor_id = r.sensor_id \
@@ -223,20 +211,23 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
         assert_eq!(differ, 0, "{window}: aggregates differ from the raw lake");
     }
     // The alerts table of the lake holds what the topic holds.
-    let in_lake = scalar(&query(&setup.lake(), "SELECT count(DISTINCT alert_id) FROM alerts"));
+    let in_lake = scalar(&query_lake(
+        &setup.lake(),
+        "SELECT count(DISTINCT alert_id) FROM alerts",
+    ));
     assert_eq!(in_lake as usize, alerts.len());
     // And a late reading is kept in the raw lake, reported, and changes no closed window.
     let late = reading(FLOOD, t0 + 5 * MIN, 999.0);
-    let before = query(&setup.lake(), "SELECT count(*) FROM aggregates");
+    let before = query_lake(&setup.lake(), "SELECT count(*) FROM aggregates");
     produce(&setup.prefix, vec![late]).await;
     run_until_caught_up(&config, &[], &setup.log("late.log"));
     let dlq = read_topic(&setup.dlq);
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].headers["rade.reason"], RejectReason::Late.as_str());
     assert_eq!(read_lake(&setup.lake()).len(), produced.len() + 1);
-    assert_eq!(query(&setup.lake(), "SELECT count(*) FROM aggregates"), before);
+    assert_eq!(query_lake(&setup.lake(), "SELECT count(*) FROM aggregates"), before);
     assert_eq!(
-        scalar(&query(
+        scalar(&query_lake(
             &setup.lake(),
             "SELECT count(*) FROM aggregates WHERE height_max >= 999"
         )),
@@ -307,18 +298,18 @@ async fn a_crash_at_any_step_of_a_flush_leaves_each_window_and_alert_once_in_the
         alerts.retain(|a| seen.insert(a.id.clone()));
         assert_one_incident_per_rule(&alerts);
         assert_eq!(read_lake(&setup.lake()).len(), produced.len(), "{point}: raw rows");
-        let duplicates = scalar(&query(
+        let duplicates = scalar(&query_lake(
             &setup.lake(),
             "SELECT count(*) FROM (SELECT sensor_id, \"window\", window_start FROM aggregates \
              GROUP BY sensor_id, \"window\", window_start HAVING count(*) > 1)",
         ));
         assert_eq!(duplicates, 0, "{point}: a closed window is in the lake twice");
-        let lake_alerts = scalar(&query(&setup.lake(), "SELECT count(*) FROM alerts"));
+        let lake_alerts = scalar(&query_lake(&setup.lake(), "SELECT count(*) FROM alerts"));
         assert_eq!(lake_alerts as usize, alerts.len(), "{point}: alerts in the lake");
         // Every 1m window the watermark passed is there once.
         let watermark = t0 + (STEPS - 1) * 20_000 + 5_000 - 60_000;
         let expected = (watermark - t0) / MIN * (CALM.len() as i64 + 1);
-        let one_minute = scalar(&query(
+        let one_minute = scalar(&query_lake(
             &setup.lake(),
             "SELECT count(*) FROM aggregates WHERE \"window\" = '1m'",
         ));

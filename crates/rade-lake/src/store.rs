@@ -232,38 +232,6 @@ impl Lake {
         }
     }
 
-    /// Reads a whole Parquet file of the lake.
-    pub async fn read_derived(&self, file: &DerivedFile) -> Result<Vec<RecordBatch>> {
-        let path = file.path(&self.root);
-        let shown = path.to_string();
-        let bytes = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|source| Error::Store {
-                path: shown.clone(),
-                source,
-            })?
-            .bytes()
-            .await
-            .map_err(|source| Error::Store {
-                path: shown.clone(),
-                source,
-            })?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.build())
-            .map_err(|source| Error::Parquet {
-                path: shown.clone(),
-                source,
-            })?;
-        reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Parquet {
-                path: shown,
-                source: e.into(),
-            })
-    }
-
     async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>) -> Result<Written> {
         let props = self.props.clone();
         let shown = path.to_string();

@@ -323,11 +323,6 @@ impl PartitionWindows {
         }
     }
 
-    /// Counts the partition as idle from now on, until its next record.
-    pub fn mark_idle(&mut self) {
-        self.last_active_ms = i64::MIN / 2;
-    }
-
     /// Newest event time seen, and processing time of the newest record.
     pub fn progress(&self) -> (Option<i64>, i64) {
         (self.state.max_event, self.last_active_ms)
@@ -580,56 +575,6 @@ impl PartitionWindows {
     /// The longest window, in ms.
     pub fn longest_window_ms(&self) -> i64 {
         self.specs.iter().map(|s| s.size_ms).max().unwrap_or(0)
-    }
-
-    /// Takes into account windows that closed and were written after this state was saved
-    /// (a crash before the next save): windows ending at or before `watermark` are dropped
-    /// without being emitted again.
-    pub fn skip_closed(&mut self, watermark: i64) {
-        if watermark <= self.state.closed_at {
-            return;
-        }
-        self.state.closed_at = watermark;
-        let (measures, nlabels) = (self.layout().measures.len(), self.layout().labels.len());
-        let specs = &self.specs;
-        let mut next_end = i64::MAX;
-        for st in self.state.sensors.values_mut() {
-            st.retain(measures, nlabels, |h| {
-                !specs[h.spec as usize].closed_by(h.start, watermark)
-            });
-            for h in &st.heads {
-                next_end = next_end.min(h.start + specs[h.spec as usize].size_ms);
-            }
-        }
-        self.next_end = next_end;
-        self.state.silence_checked = watermark.div_euclid(self.silence_step_ms);
-    }
-
-    /// Replays an alert state change written after this state was saved, so that it is not
-    /// emitted again.
-    pub fn apply_alert(&mut self, rule: &str, sensor: &str, state: AlertState, window_start: i64, window_end: i64) {
-        let key = (rule.to_owned(), sensor.to_owned());
-        let silence = self.rules.silence_rules.iter().any(|r| r.name == rule);
-        match state {
-            AlertState::Raised => {
-                self.state.alerts.insert(
-                    key,
-                    Raised {
-                        window_start,
-                        window_end,
-                    },
-                );
-                if silence && let Some(s) = self.state.sensors.get_mut(sensor) {
-                    s.silent = true;
-                }
-            }
-            AlertState::Resolved => {
-                self.state.alerts.remove(&key);
-                if silence && let Some(s) = self.state.sensors.get_mut(sensor) {
-                    s.silent = false;
-                }
-            }
-        }
     }
 
     /// Open windows of every sensor, all shapes together.
