@@ -1053,6 +1053,7 @@ impl Pipeline {
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
         let kind = &decoder.kind().kind;
+        let forget_ms = windowing.config.forget_after.as_millis().min(i64::MAX as u128) as i64;
         let fresh = || {
             PartitionWindows::new(
                 topic.into(),
@@ -1062,6 +1063,7 @@ impl Pipeline {
                 &windowing.rules,
                 now_ms,
             )
+            .map(|w| w.with_forget_after(forget_ms))
         };
         let mut windows = fresh()?;
         let saved = self.runtime.block_on(self.lake.get_state(topic, partition))?;

@@ -200,6 +200,8 @@ pub struct PartitionWindows {
     last_active_ms: i64,
     pending_alerts: Vec<Alert>,
     silence_step_ms: i64,
+    /// Sensors silent this long, with no open window, are forgotten (with their alerts).
+    forget_ms: i64,
 }
 
 impl std::fmt::Debug for PartitionWindows {
@@ -241,6 +243,7 @@ impl PartitionWindows {
             last_active_ms: now_ms,
             pending_alerts: Vec::new(),
             silence_step_ms,
+            forget_ms: i64::MAX,
         })
     }
 
@@ -323,6 +326,12 @@ impl PartitionWindows {
         }
     }
 
+    /// Forgets sensors that sent nothing for `ms` of event time (none by default).
+    pub fn with_forget_after(mut self, ms: i64) -> Self {
+        self.forget_ms = ms.max(1);
+        self
+    }
+
     /// Newest event time seen, and processing time of the newest record.
     pub fn progress(&self) -> (Option<i64>, i64) {
         (self.state.max_event, self.last_active_ms)
@@ -392,6 +401,7 @@ impl PartitionWindows {
         if minute > self.state.silence_checked {
             self.state.silence_checked = minute;
             self.check_silence(watermark, now_ms);
+            self.forget_gone(watermark);
         }
         out
     }
@@ -478,6 +488,29 @@ impl PartitionWindows {
                     source: Some((self.topic.clone(), self.partition)),
                 });
             }
+        }
+    }
+
+    /// Forgets the sensors silent for `forget_after` with no open window, and their alerts,
+    /// so that state follows the sensors that exist, not every id ever seen.
+    fn forget_gone(&mut self, watermark: i64) {
+        if self.forget_ms == i64::MAX {
+            return;
+        }
+        let forget = self.forget_ms;
+        let before = self.state.sensors.len();
+        self.state
+            .sensors
+            .retain(|_, st| !(st.heads.is_empty() && watermark.saturating_sub(st.last_seen) >= forget));
+        if self.state.sensors.len() < before {
+            let sensors = &self.state.sensors;
+            self.state.alerts.retain(|(_, sensor), _| sensors.contains_key(sensor));
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.partition,
+                forgotten = before - self.state.sensors.len(),
+                "sensors silent longer than windows.forget_after forgotten"
+            );
         }
     }
 
@@ -777,4 +810,39 @@ pub fn combined_watermark(
         wm = Some(wm.map_or(w, |m| m.min(w)));
     }
     wm
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rade_schema::{Catalog, DecodeLimits, Decoder};
+
+    use super::*;
+    use crate::spec::WindowConfig;
+
+    #[test]
+    fn sensors_gone_for_longer_than_forget_after_are_forgotten() {
+        let catalog =
+            Arc::new(Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas"));
+        let specs: Arc<[WindowSpec]> = WindowConfig::default().specs().expect("specs").into();
+        let rules = RuleSet::empty(&catalog).expect("rules");
+        let day = 86_400_000;
+        let mut w = PartitionWindows::new("t".into(), 0, "noise", specs, &rules, 0)
+            .expect("windows")
+            .with_forget_after(day);
+        let kind = catalog.kind("noise").expect("noise").clone();
+        let decoder = Decoder::new(catalog.clone(), kind, DecodeLimits::default());
+        let t0 = 1_780_000_000_000i64;
+        for (sensor, t) in [("gone", t0), ("here", t0), ("here", t0 + day + 3_600_000)] {
+            let json =
+                format!(r#"{{"sensor_id":"{sensor}","observed_at":{t},"latitude":43.1,"longitude":5.9,"LAeq":50}}"#);
+            let row = decoder.decode(Some(json.as_bytes()), t).expect("valid");
+            w.observe(&row, 0);
+        }
+        assert_eq!(w.sensors(), 2);
+        // A day and two hours later every window of `gone` is closed: it is forgotten, `here` stays.
+        w.close(t0 + day + 2 * 3_600_000, 0);
+        assert_eq!(w.sensors(), 1);
+    }
 }

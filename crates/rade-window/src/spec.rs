@@ -83,6 +83,9 @@ pub struct WindowConfig {
     /// A partition that delivers nothing for this long stops holding the watermark back.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A sensor that sends nothing for this long (event time) is forgotten, with its alerts.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
     /// Kafka topic that also receives every closed window as JSON; empty for none.
     pub aggregates_topic: String,
     /// Directory of the rule files (`*.toml`).
@@ -108,6 +111,7 @@ impl Default for WindowConfig {
             windows: vec!["1m".into(), "15m".into(), "1h".into(), "1h_every_15m".into()],
             allowed_lateness: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
+            forget_after: Duration::from_secs(7 * 86_400),
             aggregates_topic: String::new(),
             rules_dir: PathBuf::from("rules"),
             alerts_topic: "tpm.alerts".into(),
