@@ -175,7 +175,7 @@ impl PartitionState {
         if !self.dirty {
             return None;
         }
-        let next = self.next_offset.or(self.start_offset)?;
+        let next = self.position()?;
         let start = self.seg_start.take().unwrap_or(next);
         let kind = self.decoder.kind().kind.clone();
         let files = std::mem::take(&mut self.buffers)

@@ -375,14 +375,16 @@ fn aggregate_messages(c: &ClosedWindows) -> Vec<(String, Vec<u8>)> {
         }
     }
     let sensors = c.batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>();
+    // Each line is a JSON object: the window goes in as its first member.
+    let window = serde_json::to_string(&c.window).unwrap_or_default();
     buf.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
+        .filter(|l| l.len() > 1)
         .enumerate()
         .map(|(i, line)| {
-            let mut v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-            v["window"] = serde_json::Value::String(c.window.clone());
+            let mut v = format!("{{\"window\":{window},").into_bytes();
+            v.extend_from_slice(&line[1..]);
             let key = sensors.map(|s| s.value(i).to_owned()).unwrap_or_default();
-            (key, serde_json::to_vec(&v).unwrap_or_default())
+            (key, v)
         })
         .collect()
 }

@@ -463,7 +463,8 @@ struct KindTally {
 }
 
 impl Tally {
-    fn publish(&mut self, metrics: &Metrics) {
+    /// `windows`: the watermark lag comes from the windows' watermark, not the newest event.
+    fn publish(&mut self, metrics: &Metrics, windows: bool) {
         for (kind, t) in self.kinds.iter_mut() {
             if t.consumed > 0 {
                 metrics.records_decoded(kind, t.consumed, t.valid);
@@ -479,7 +480,7 @@ impl Tally {
             t.late = 0;
         }
         metrics.replay_skipped(std::mem::take(&mut self.replay_skipped));
-        if self.newest_event_ms > 0 {
+        if !windows && self.newest_event_ms > 0 {
             metrics.watermark_lag((chrono::Utc::now().timestamp_millis() - self.newest_event_ms) as f64 / 1000.0);
         }
         if !self.decode_time.is_zero() {
@@ -712,7 +713,7 @@ impl Pipeline {
 
     /// Seals when the buffer is full or old enough, and commits what has become durable.
     fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
-        self.tally.publish(&self.metrics);
+        self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
         let old = self
             .first_pending_at
@@ -973,7 +974,7 @@ impl Pipeline {
 
     /// Seals and waits for every flush, committing each.
     fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
-        self.tally.publish(&self.metrics);
+        self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
         self.seal();
         self.complete(consumer, true)

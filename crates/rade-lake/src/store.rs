@@ -180,15 +180,7 @@ impl Lake {
                 if day.filename().is_none_or(|d| d < since.as_str()) {
                     continue;
                 }
-                let metas: Vec<_> = self
-                    .store
-                    .list(Some(&day))
-                    .try_collect()
-                    .await
-                    .map_err(|source| Error::Store {
-                        path: day.to_string(),
-                        source,
-                    })?;
+                let metas = self.list_all(&day).await?;
                 found.extend(
                     metas
                         .iter()
@@ -206,6 +198,18 @@ impl Lake {
         }
         found.sort_by_key(|f| (f.next_offset, f.watermark_ms));
         Ok(found)
+    }
+
+    /// Every object under `prefix`.
+    async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                path: prefix.to_string(),
+                source,
+            })
     }
 
     async fn subdirs(&self, dir: &Path) -> Result<Vec<Path>> {
@@ -256,16 +260,7 @@ impl Lake {
 
     /// The raw files a topic has written for a kind, every partition, in offset order.
     pub async fn raw_files(&self, kind: &str, topic: &str) -> Result<Vec<RawFile>> {
-        let prefix = RawFile::kind_prefix(&self.root, kind);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                path: prefix.to_string(),
-                source,
-            })?;
+        let metas = self.list_all(&RawFile::kind_prefix(&self.root, kind)).await?;
         let mut files: Vec<RawFile> = metas
             .iter()
             .filter_map(|m| RawFile::parse(&m.location))

@@ -6,7 +6,7 @@ use rade_schema::{FieldType, KindSchema};
 use crate::{Error, Result};
 
 /// Statistics kept per numeric measurement and window, as column suffixes.
-pub const STAT_SUFFIXES: [&str; 9] = [
+const STAT_SUFFIXES: [&str; 9] = [
     "_count",
     "_min",
     "_max",
@@ -92,10 +92,5 @@ impl KindLayout {
             labels,
             schema: Arc::new(Schema::new(fields)),
         })
-    }
-
-    /// Names of the measured fields, in schema order.
-    pub fn measure_names(&self) -> impl Iterator<Item = &str> {
-        self.measures.iter().map(|&i| self.kind.fields[i].name.as_str())
     }
 }

@@ -9,9 +9,9 @@
 //! rules' SQL conditions over it ([`RuleSet`]), and each rule's state per sensor turns a
 //! condition that starts or stops holding into exactly one RAISED or RESOLVED [`Alert`].
 
-pub use alert::{Alert, AlertState, alert_id, alerts_batch, alerts_schema};
+pub use alert::{Alert, AlertState, alert_id, alerts_batch};
 pub use error::{Error, Result};
-pub use layout::{KindLayout, STAT_SUFFIXES};
+pub use layout::KindLayout;
 pub use operator::{ClosedWindows, Observed, PartitionWindows, combined_watermark};
 pub use rules::{KindRules, RuleSet, Severity};
 pub use spec::{AlertFormat, WindowConfig, WindowSpec};

@@ -427,18 +427,14 @@ impl RuleSet {
                     let at = |what: &str, m: String| err(format!("{what} (kind {kind}): {m}"));
                     let condition =
                         compile(&ctx, &schema, &condition_sql, Want::Boolean).map_err(|m| at("condition", m))?;
-                    let clear = def
-                        .clear
-                        .as_deref()
-                        .map(|sql| compile(&ctx, &schema, sql, Want::Boolean))
-                        .transpose()
-                        .map_err(|m| at("clear", m))?;
-                    let value = def
-                        .value
-                        .as_deref()
-                        .map(|sql| compile(&ctx, &schema, sql, Want::Number))
-                        .transpose()
-                        .map_err(|m| at("value", m))?;
+                    let optional = |sql: &Option<String>, want: Want, what: &str| {
+                        sql.as_deref()
+                            .map(|sql| compile(&ctx, &schema, sql, want))
+                            .transpose()
+                            .map_err(|m| at(what, m))
+                    };
+                    let clear = optional(&def.clear, Want::Boolean, "clear")?;
+                    let value = optional(&def.value, Want::Number, "value")?;
                     let message = Template::parse(&def.message, &|n| {
                         n == "kind" || n == "value" || schema.field_with_name(n).is_ok()
                     })
