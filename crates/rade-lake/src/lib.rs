@@ -8,9 +8,10 @@
 pub use error::{Error, Result};
 pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
 pub use query::query_session;
-pub use store::{Lake, Written};
+pub use store::{Lake, LakeOptions, Written};
 
 mod error;
 mod layout;
 mod query;
+mod retry;
 mod store;

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -7,13 +8,14 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use url::Url;
 
 use crate::layout::{DerivedFile, RawFile, state_path};
+use crate::retry::RetryCreate;
 use crate::{Error, Result};
 
 /// A Parquet lake on an object store, rooted at `root`.
@@ -36,10 +38,62 @@ pub enum Written {
     AlreadyThere,
 }
 
+/// How a lake on S3 retries a request after a transient error; local lakes ignore it.
+///
+/// object_store retries 5xx, 429 and 408 answers, connection failures, and dropped
+/// connections and timeouts of idempotent requests, each request on its own, with exponential
+/// backoff and decorrelated jitter; the lake retries its create-only PUTs after a dropped
+/// connection or a timeout too (`RetryCreate`). An error that outlasts these limits fails the
+/// flush, and a failed flush commits nothing: its records are replayed by the next worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LakeOptions {
+    /// Retries of one request before its error reaches the worker (0: none).
+    pub max_retries: usize,
+    /// No retry starts later than this after a request's first attempt. object_store warns
+    /// against more than about 5 minutes: retries reuse the first attempt's signature.
+    pub retry_timeout: Duration,
+    /// The first backoff; each later one is drawn between this and twice the previous one.
+    pub backoff_initial: Duration,
+    /// The longest backoff between two attempts.
+    pub backoff_max: Duration,
+}
+
+impl Default for LakeOptions {
+    /// object_store's own defaults: 10 retries within 3 minutes, backoff 100 ms to 15 s.
+    fn default() -> Self {
+        let retry = RetryConfig::default();
+        LakeOptions {
+            max_retries: retry.max_retries,
+            retry_timeout: retry.retry_timeout,
+            backoff_initial: retry.backoff.init_backoff,
+            backoff_max: retry.backoff.max_backoff,
+        }
+    }
+}
+
+impl LakeOptions {
+    fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: self.backoff_initial,
+                max_backoff: self.backoff_max,
+                base: BackoffConfig::default().base,
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+}
+
 impl Lake {
+    /// Opens `url` with the default [`LakeOptions`].
+    pub fn open(url: &str) -> Result<Lake> {
+        Lake::open_with(url, &LakeOptions::default())
+    }
+
     /// Opens `url`: `file:///abs/path`, a plain local path, or `s3://bucket/prefix` (credentials,
     /// region and endpoint from the `AWS_*` environment, as every S3 tool reads them).
-    pub fn open(url: &str) -> Result<Lake> {
+    pub fn open_with(url: &str, options: &LakeOptions) -> Result<Lake> {
         let bad = |message: String| Error::Url {
             url: url.to_owned(),
             message,
@@ -49,9 +103,11 @@ impl Lake {
             let bucket = parsed.host_str().ok_or_else(|| bad("no bucket in the URL".into()))?;
             let s3 = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(options.retry_config())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             let prefix = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+            let s3 = RetryCreate::new(Arc::new(s3), options.clone());
             (Arc::new(s3), Path::from(prefix))
         } else if url.starts_with("memory://") {
             (Arc::new(InMemory::new()), Path::default())

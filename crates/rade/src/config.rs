@@ -7,6 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rade_kafka::{KafkaConfig, Windowing, WorkerConfig};
+use rade_lake::LakeOptions;
 use rade_schema::{Catalog, DecodeLimits};
 use rade_window::WindowConfig;
 use serde::{Deserialize, Serialize};
@@ -45,11 +46,57 @@ impl Default for TelemetrySection {
 pub struct LakeSection {
     /// `file:///path`, a local path, or `s3://bucket/prefix`.
     pub url: String,
+    /// S3: retries of one request after a transient error before the flush fails.
+    pub max_retries: usize,
+    /// S3: no retry starts later than this after a request's first attempt.
+    #[serde(with = "humantime_serde")]
+    pub retry_timeout: Duration,
+    /// S3: the first backoff between attempts.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// S3: the longest backoff between attempts.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
 }
 
 impl Default for LakeSection {
     fn default() -> Self {
-        LakeSection { url: "lake".into() }
+        let o = LakeOptions::default();
+        LakeSection {
+            url: "lake".into(),
+            max_retries: o.max_retries,
+            retry_timeout: o.retry_timeout,
+            backoff_initial: o.backoff_initial,
+            backoff_max: o.backoff_max,
+        }
+    }
+}
+
+impl LakeSection {
+    /// The lake's options, with a problem for each key out of range.
+    fn options(&self, problems: &mut Vec<String>) -> LakeOptions {
+        for (key, d) in [
+            ("lake.retry_timeout", self.retry_timeout),
+            ("lake.backoff_initial", self.backoff_initial),
+            ("lake.backoff_max", self.backoff_max),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{key}: must be more than 0s"));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            problems.push(format!(
+                "lake.backoff_max: {} is less than lake.backoff_initial ({})",
+                humantime::format_duration(self.backoff_max),
+                humantime::format_duration(self.backoff_initial)
+            ));
+        }
+        LakeOptions {
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+        }
     }
 }
 
@@ -106,6 +153,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub worker: WorkerConfig,
     pub lake_url: String,
+    /// How a lake on S3 retries.
+    pub lake_options: LakeOptions,
     pub catalog: Arc<Catalog>,
     pub limits: DecodeLimits,
     pub log: LogFormat,
@@ -204,6 +253,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         },
     };
     let lake_url = raw.lake.url.clone();
+    let lake_options = raw.lake.options(&mut problems);
     if !(lake_url.starts_with("s3://") || lake_url.starts_with("file://") || !lake_url.contains("://")) {
         problems.push(format!(
             "lake.url: `{lake_url}` is neither file://, s3:// nor a local path"
@@ -241,6 +291,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         },
         worker: raw.worker,
         lake_url,
+        lake_options,
         catalog,
         limits: DecodeLimits {
             max_message_bytes: raw.validation.max_message_size.as_u64() as usize,
@@ -306,6 +357,40 @@ mod tests {
         assert_eq!(c.worker.flush_interval, Duration::from_secs(2));
         assert_eq!(c.worker.flush_size.as_u64(), 8 * 1024 * 1024);
         assert_eq!(c.kafka.kinds, vec!["noise".to_owned()]);
+    }
+
+    #[test]
+    fn lake_retries_are_read_and_checked() {
+        let (d, path) = write(&format!(
+            "[lake]\nurl = \"s3://b/p\"\nmax_retries = 3\nretry_timeout = \"20s\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"2s\"\n[schemas]\ndir = \"{}\"\n[windows]\nenabled = false\n",
+            schemas()
+        ));
+        let c = validate(load(Some(&path)).expect("loads"), d.path()).expect("valid");
+        assert_eq!(
+            c.lake_options,
+            LakeOptions {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                backoff_initial: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(2),
+            }
+        );
+
+        let (d, path) = write(&format!(
+            "[lake]\nretry_timeout = \"0s\"\nbackoff_initial = \"1m\"\nbackoff_max = \"1s\"\n[schemas]\ndir = \"{}\"\n[windows]\nenabled = false\n",
+            schemas()
+        ));
+        let all = validate(load(Some(&path)).expect("loads"), d.path())
+            .expect_err("invalid")
+            .join("\n");
+        assert!(
+            all.contains("lake.retry_timeout") && all.contains("lake.backoff_max"),
+            "{all}"
+        );
+
+        let (_d, path) = write("[lake]\nretries = 3\n");
+        let err = load(Some(&path)).expect_err("unknown key");
+        assert!(err.contains("retries"), "{err}");
     }
 
     #[test]

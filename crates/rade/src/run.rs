@@ -106,7 +106,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let brokers = rade_kafka::probe(&config.kafka, config.worker.connect_timeout)
         .context("while checking that Kafka can be reached")?;
     println!("  kafka reachable: {brokers} broker(s)");
-    let lake = Lake::open(&config.lake_url).with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
+        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     runtime
         .block_on(lake.check_writable())
@@ -125,7 +126,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .thread_name("rade-io")
         .build()
         .context("while starting the async runtime")?;
-    let lake = Lake::open(&config.lake_url).with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
+        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
     runtime
         .block_on(lake.check_writable())
         .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;

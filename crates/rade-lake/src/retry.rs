@@ -1,0 +1,157 @@
+//! Create-only PUTs retried after a dropped connection or a timeout, like every other request.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::client::{HttpError, HttpErrorKind};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+use crate::store::LakeOptions;
+
+/// An S3 store whose create-only PUTs are retried after a dropped connection or a timeout.
+///
+/// object_store retries such errors only for idempotent requests, and does not count a
+/// create-only PUT (`If-None-Match: *`) as one: a retry may find the object that the lost
+/// attempt stored. For this lake that answer is the right one: the retry sends the same
+/// bytes, and `AlreadyExists` tells the writer that the file is durable. So a connection
+/// reset in the middle of a flush costs a retry, not the worker. Everything else (5xx, 429
+/// and the other requests) is already retried by object_store and goes through unchanged.
+#[derive(Debug)]
+pub(crate) struct RetryCreate {
+    inner: Arc<dyn ObjectStore>,
+    options: LakeOptions,
+}
+
+impl RetryCreate {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>, options: LakeOptions) -> RetryCreate {
+        RetryCreate { inner, options }
+    }
+}
+
+impl fmt::Display for RetryCreate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Whether object_store gave up on `e` only because the request was not idempotent: the
+/// connection dropped or timed out after the request was sent.
+fn interrupted(e: &object_store::Error) -> bool {
+    let object_store::Error::Generic { source, .. } = e else {
+        return false;
+    };
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(e) = next {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            return matches!(http.kind(), HttpErrorKind::Interrupted | HttpErrorKind::Timeout);
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[async_trait]
+impl ObjectStore for RetryCreate {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if !matches!(opts.mode, PutMode::Create) {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        let start = Instant::now();
+        let mut backoff = self.options.backoff_initial;
+        let mut retries = 0;
+        loop {
+            // Cloning a payload clones references to its bytes, not the bytes.
+            match self.inner.put_opts(location, payload.clone(), opts.clone()).await {
+                Err(e)
+                    if interrupted(&e)
+                        && retries < self.options.max_retries
+                        && start.elapsed() < self.options.retry_timeout =>
+                {
+                    retries += 1;
+                    tracing::info!(
+                        path = %location,
+                        retry = retries,
+                        max_retries = self.options.max_retries,
+                        backoff = ?backoff,
+                        error = %e,
+                        "create-only PUT interrupted, backing off"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.options.backoff_max);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(kind: HttpErrorKind) -> object_store::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(HttpError::new(kind, io)),
+        }
+    }
+
+    #[test]
+    fn only_dropped_connections_and_timeouts_are_retried_here() {
+        assert!(interrupted(&generic(HttpErrorKind::Interrupted)));
+        assert!(interrupted(&generic(HttpErrorKind::Timeout)));
+        // object_store retries these itself, or they are not transient.
+        assert!(!interrupted(&generic(HttpErrorKind::Connect)));
+        assert!(!interrupted(&generic(HttpErrorKind::Decode)));
+        assert!(!interrupted(&object_store::Error::AlreadyExists {
+            path: "p".into(),
+            source: "exists".into(),
+        }));
+    }
+}
