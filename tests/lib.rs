@@ -183,6 +183,7 @@ dlq_topic = "{dlq}"
 
 [worker]
 flush_interval = "1s"
+roll_interval = "1s"
 connect_timeout = "10s"
 shutdown_timeout = "30s"
 

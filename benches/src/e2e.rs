@@ -199,7 +199,7 @@ fn harness(cli: &Cli) -> anyhow::Result<()> {
             &config_path,
             format!(
                 "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{id}-{name}\"\nraw_topic_prefix = \"{prefix}\"\nkinds = [{}]\ndlq_topic = \"{dlq}\"\n\
-                 [worker]\nflush_interval = \"1s\"\nflush_size = \"128MiB\"\n[lake]\nurl = \"{}\"\n[schemas]\ndir = \"{}\"\n[telemetry]\nlisten = \"\"\n{windows}",
+                 [worker]\nflush_interval = \"1s\"\nflush_size = \"1GiB\"\nroll_interval = \"1s\"\n[lake]\nurl = \"{}\"\n[schemas]\ndir = \"{}\"\n[telemetry]\nlisten = \"\"\n{windows}",
                 cli.bootstrap,
                 KINDS.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
                 lake.display(),

@@ -265,7 +265,7 @@ async fn a_worker_restarted_during_the_flood_neither_loses_nor_repeats_an_alert(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_at_any_step_of_a_flush_leaves_each_window_and_alert_once_in_the_lake() {
-    // RADE_CRASH_AT aborts the worker (as SIGKILL would) after a flush's files are written but
+    // RADE_CRASH_AT kills the worker with SIGKILL after a flush's files are written but
     // before the window state is saved, or after the state is saved but before the commit.
     // A first worker has saved a state at minute 35 of the flood; the crash comes later.
     for point in ["after-files", "after-state"] {

@@ -81,3 +81,40 @@ pub(crate) fn probe_with<C: rdkafka::consumer::ConsumerContext>(
         })?;
     Ok(metadata.brokers().len())
 }
+
+/// The consumer group's committed offset of every partition of `topics` that has one (what
+/// the workers have made durable): compaction merges only files below it.
+pub fn committed_offsets(
+    kafka: &KafkaConfig,
+    topics: &[String],
+    timeout: Duration,
+) -> crate::Result<std::collections::HashMap<(String, i32), i64>> {
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| crate::Error::kafka("creating a client", e))?;
+    probe_with(&consumer, kafka, timeout)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| crate::Error::kafka("reading topic metadata", e))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|e| crate::Error::kafka("reading committed offsets", e))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}

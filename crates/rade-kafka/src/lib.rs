@@ -6,7 +6,7 @@
 //! commits offsets. On assignment it reads which offsets the lake already holds, so that a
 //! replay after a crash writes nothing twice; on revocation it flushes before letting go.
 
-pub use client::{KafkaConfig, client_config, probe};
+pub use client::{KafkaConfig, client_config, committed_offsets, probe};
 pub use dlq::{DlqRecord, dlq_headers};
 pub use error::{Error, Result};
 pub use worker::{StopWhen, Summary, Windowing, Worker, WorkerConfig};

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use rade_lake::{RawFile, hour_of};
@@ -11,17 +12,25 @@ pub(crate) struct Durable {
     /// (hour, start, end) of every raw file of this partition still ahead of the replay.
     files: Vec<(i64, i64, i64)>,
     max_end: i64,
+    /// Rejects before this offset are in the DLQ: the saved window state was taken there,
+    /// after its flush's rejects were acknowledged.
+    acked_before: i64,
 }
 
 impl Durable {
-    pub(crate) fn new(files: &[RawFile], from_offset: i64) -> Self {
+    /// `acked_before`: the offset of the restored window state (`i64::MIN` without one).
+    pub(crate) fn new(files: &[RawFile], from_offset: i64, acked_before: i64) -> Self {
         let files: Vec<_> = files
             .iter()
             .filter(|f| f.end >= from_offset)
             .map(|f| (f.hour, f.start, f.end))
             .collect();
         let max_end = files.iter().map(|f| f.2).max().unwrap_or(-1);
-        Durable { files, max_end }
+        Durable {
+            files,
+            max_end,
+            acked_before,
+        }
     }
 
     /// A valid row is durable when a file of its hour covers its offset: a file holds every
@@ -38,11 +47,29 @@ impl Durable {
     /// flush writes its files only after the DLQ acknowledged its rejects and every earlier
     /// flush's rejects.
     fn holds_reject(&self, offset: i64) -> bool {
-        offset <= self.max_end
+        offset <= self.max_end || offset < self.acked_before
     }
 }
 
-/// The state of one assigned partition between two flushes.
+/// The open file of one event hour: every row of that hour from offset `start` on.
+pub(crate) struct Segment {
+    rows: RowBatchBuilder,
+    /// Offset of its first row: the start of its file name.
+    pub(crate) start: i64,
+    /// When its first row was buffered (rolling on age).
+    pub(crate) opened: Instant,
+    /// Newest event time in it.
+    newest_event_ms: i64,
+}
+
+impl Segment {
+    /// Arrow bytes buffered.
+    pub(crate) fn bytes(&self) -> usize {
+        self.rows.approx_bytes()
+    }
+}
+
+/// The state of one assigned partition: its open files, one per event hour, and its position.
 pub(crate) struct PartitionState {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
@@ -51,14 +78,14 @@ pub(crate) struct PartitionState {
     pub(crate) next_offset: Option<i64>,
     /// Committed offset when the partition was assigned.
     pub(crate) start_offset: Option<i64>,
-    /// First offset of the open segment, the start of its file names.
-    seg_start: Option<i64>,
-    buffers: BTreeMap<i64, RowBatchBuilder>,
+    /// The open files, by event hour; each rolls on its own (size, age, watermark).
+    pub(crate) segments: BTreeMap<i64, Segment>,
     durable: Durable,
-    /// Whether anything (rows, rejects, skips) happened since the last seal.
-    dirty: bool,
-    /// Newest event time buffered since the last seal.
-    newest_event_ms: Option<i64>,
+    /// The offset the last seal made committable: everything before it is durable once that
+    /// flush is.
+    sealed_to: Option<i64>,
+    /// Newest event time seen since the partition was assigned.
+    pub(crate) max_event_ms: Option<i64>,
     /// What the ingest thread knows of the partition's windows, which live on the window
     /// thread; `None` when windows are off.
     pub(crate) view: Option<WindowView>,
@@ -81,7 +108,7 @@ pub(crate) struct WindowView {
     pub(crate) last_active_ms: i64,
 }
 
-/// A closed segment: its files, the offset to commit once they are durable, its newest event.
+/// Files rolled by a seal, the offset to commit once they are durable, their newest event.
 pub(crate) struct Sealed {
     pub(crate) files: Vec<(RawFile, RecordBatch)>,
     pub(crate) next_offset: i64,
@@ -110,11 +137,10 @@ impl PartitionState {
             decoder,
             next_offset: None,
             start_offset,
-            seg_start: None,
-            buffers: BTreeMap::new(),
+            segments: BTreeMap::new(),
             durable,
-            dirty: false,
-            newest_event_ms: None,
+            sealed_to: start_offset,
+            max_event_ms: None,
             view,
             skip_before,
             fold_bytes: Vec::new(),
@@ -122,15 +148,8 @@ impl PartitionState {
         }
     }
 
-    /// Passes over a record that the restored window state and the lake already hold.
-    pub(crate) fn skip(&mut self, offset: i64) {
-        self.advance(offset);
-    }
-
     fn advance(&mut self, offset: i64) {
-        self.seg_start.get_or_insert(offset);
         self.next_offset = Some(offset + 1);
-        self.dirty = true;
     }
 
     /// Buffers a valid row unless the lake already holds it.
@@ -140,13 +159,16 @@ impl PartitionState {
         if self.durable.holds_row(hour, offset) {
             return Handled::AlreadyDurable;
         }
-        self.newest_event_ms = self.newest_event_ms.max(Some(row.observed_at_ms));
+        self.max_event_ms = self.max_event_ms.max(Some(row.observed_at_ms));
         let kind = self.decoder.kind();
-        let builder = self
-            .buffers
-            .entry(hour)
-            .or_insert_with(|| RowBatchBuilder::new(kind.clone(), 1024));
-        builder.push(
+        let segment = self.segments.entry(hour).or_insert_with(|| Segment {
+            rows: RowBatchBuilder::new(kind.clone(), 1024),
+            start: offset,
+            opened: Instant::now(),
+            newest_event_ms: row.observed_at_ms,
+        });
+        segment.newest_event_ms = segment.newest_event_ms.max(row.observed_at_ms);
+        segment.rows.push(
             row,
             Lineage {
                 topic: &self.topic,
@@ -166,43 +188,150 @@ impl PartitionState {
 
     /// Arrow bytes buffered.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.buffers.values().map(RowBatchBuilder::approx_bytes).sum()
+        self.segments.values().map(Segment::bytes).sum()
     }
 
-    /// Closes the open segment: one file per hour named by the segment's offset range, the
-    /// offset to commit once they and the segment's rejects are durable, and the newest event.
-    pub(crate) fn seal(&mut self) -> Option<Sealed> {
-        if !self.dirty {
+    /// Rolls the open files `due` picks: each becomes a file named by its first offset and
+    /// the partition's position (it holds every row of its hour in that range). Returns them
+    /// with the offset to commit once they are durable: the first offset of the files still
+    /// open, or the position when none is. `None` when nothing rolled and that offset has
+    /// not moved since the last seal.
+    pub(crate) fn seal(&mut self, mut due: impl FnMut(i64, &Segment) -> bool) -> Option<Sealed> {
+        let position = self.position()?;
+        let rolling: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(hour, segment)| due(**hour, segment))
+            .map(|(hour, _)| *hour)
+            .collect();
+        let kind = self.decoder.kind().kind.clone();
+        let mut files = Vec::with_capacity(rolling.len());
+        let mut newest_event_ms = None;
+        for hour in rolling {
+            let Some(mut segment) = self.segments.remove(&hour) else {
+                continue;
+            };
+            if segment.rows.is_empty() {
+                continue;
+            }
+            newest_event_ms = newest_event_ms.max(Some(segment.newest_event_ms));
+            let file = RawFile {
+                kind: kind.clone(),
+                hour,
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                start: segment.start,
+                end: position - 1,
+            };
+            files.push((file, segment.rows.finish()));
+        }
+        let commit = self
+            .segments
+            .values()
+            .map(|s| s.start)
+            .min()
+            .unwrap_or(position)
+            .min(position);
+        if files.is_empty() && self.sealed_to.is_some_and(|s| s >= commit) {
             return None;
         }
-        let next = self.position()?;
-        let start = self.seg_start.take().unwrap_or(next);
-        let kind = self.decoder.kind().kind.clone();
-        let files = std::mem::take(&mut self.buffers)
-            .into_iter()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(hour, mut b)| {
-                let file = RawFile {
-                    kind: kind.clone(),
-                    hour,
-                    topic: self.topic.to_string(),
-                    partition: self.partition,
-                    start,
-                    end: next - 1,
-                };
-                (file, b.finish())
-            })
-            .collect();
-        self.dirty = false;
+        self.sealed_to = Some(commit);
         Some(Sealed {
             files,
-            next_offset: next,
-            newest_event_ms: self.newest_event_ms.take(),
+            next_offset: commit,
+            newest_event_ms,
         })
     }
 
     /// The offset the window state of a flush is taken at.
     pub(crate) fn position(&self) -> Option<i64> {
         self.next_offset.or(self.start_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rade_schema::{Catalog, DecodeLimits};
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const T0: i64 = 1_780_000_000_000 / HOUR * HOUR;
+
+    fn state(files: &[RawFile], committed: Option<i64>) -> PartitionState {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let catalog = Arc::new(Catalog::load(&dir).expect("shipped catalog"));
+        let kind = catalog.kind("noise").expect("noise").clone();
+        let decoder = Decoder::new(catalog, kind, DecodeLimits::default());
+        let durable = Durable::new(files, committed.unwrap_or(0), i64::MIN);
+        PartitionState::new("t".into(), 0, decoder, committed, durable, None, i64::MIN)
+    }
+
+    fn push(s: &mut PartitionState, offset: i64, at: i64) -> Handled {
+        let json = format!(
+            r#"{{"sensor_id":"n-1","observed_at":{at},"latitude":43.1,"longitude":5.9,"LAeq":55.0,"LAmax":null}}"#
+        );
+        let decoder = s.decoder.clone();
+        let row = decoder.decode(Some(json.as_bytes()), at).expect("valid reading");
+        s.push_row(&row, offset, at)
+    }
+
+    #[test]
+    fn files_roll_per_hour_and_the_commit_waits_for_the_oldest_open_file() {
+        let mut s = state(&[], None);
+        // Offsets alternate between two hours, as a late sensor's readings would.
+        for offset in 0..4 {
+            push(&mut s, offset, T0 + (offset % 2) * HOUR + 1000);
+        }
+        // Only the second hour rolls: the commit stays at the first hour's first offset.
+        let sealed = s.seal(|hour, _| hour == T0 / HOUR + 1).expect("a file rolled");
+        assert_eq!(sealed.files.len(), 1);
+        let (file, batch) = &sealed.files[0];
+        assert_eq!((file.hour, file.start, file.end), (T0 / HOUR + 1, 1, 3));
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(sealed.next_offset, 0);
+        // Nothing due and nothing new: no flush at all.
+        assert!(s.seal(|_, _| false).is_none());
+        // More rows: the first hour's file still holds offsets from 0.
+        push(&mut s, 4, T0 + 2000);
+        push(&mut s, 5, T0 + HOUR + 2000);
+        let sealed = s.seal(|_, _| true).expect("both rolled");
+        let got: Vec<_> = sealed
+            .files
+            .iter()
+            .map(|(f, b)| (f.hour - T0 / HOUR, f.start, f.end, b.num_rows()))
+            .collect();
+        assert_eq!(got, vec![(0, 0, 5, 3), (1, 5, 5, 1)]);
+        assert_eq!(sealed.next_offset, 6);
+    }
+
+    #[test]
+    fn a_replay_skips_exactly_the_rows_rolled_files_hold() {
+        let mut first = state(&[], None);
+        for offset in 0..6 {
+            push(&mut first, offset, T0 + (offset % 2) * HOUR);
+        }
+        // The second hour's file is written, the first hour's is not (a crash): commit at 0.
+        let sealed = first.seal(|hour, _| hour == T0 / HOUR + 1).expect("rolled");
+        assert_eq!(sealed.next_offset, 0);
+        let files: Vec<RawFile> = sealed.files.iter().map(|(f, _)| f.clone()).collect();
+        let mut replay = state(&files, Some(0));
+        let mut buffered = Vec::new();
+        for offset in 0..6 {
+            if matches!(push(&mut replay, offset, T0 + (offset % 2) * HOUR), Handled::Buffered) {
+                buffered.push(offset);
+            }
+        }
+        assert_eq!(buffered, vec![0, 2, 4], "the rows of the lost file, and only them");
+        let sealed = replay.seal(|_, _| true).expect("rolled");
+        let got: Vec<_> = sealed
+            .files
+            .iter()
+            .map(|(f, b)| (f.hour - T0 / HOUR, f.start, f.end, b.num_rows()))
+            .collect();
+        assert_eq!(got, vec![(0, 0, 5, 3)]);
+        assert_eq!(sealed.next_offset, 6);
     }
 }

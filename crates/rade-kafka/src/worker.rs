@@ -1,10 +1,10 @@
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written};
+use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written, crash_point};
 use rade_schema::{Catalog, DecodeLimits, Decoder, Reject, RejectReason};
 use rade_telemetry::{Metrics, Table};
 use rade_window::{PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_watermark};
@@ -21,19 +21,27 @@ use tracing::{info, warn};
 
 use crate::client::{KafkaConfig, client_config};
 use crate::dlq::{DlqRecord, dlq_headers};
-use crate::partition::{Durable, Handled, PartitionState, WindowView};
+use crate::partition::{Durable, Handled, PartitionState, Segment, WindowView};
 use crate::windowing::{Cmd, Runner, SealReply, is_late};
 use crate::{Error, Result};
 
-/// The `[worker]` section: when to flush and how long to wait.
+/// The `[worker]` section: when files roll, when to flush and how long to wait.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Flush (write files, then commit) at least this often while records arrive.
+    /// How often the worker flushes: rolls the files that are due, saves the window state
+    /// and commits what is durable.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// Flush when this much Arrow data is buffered.
+    /// Memory budget: when this much Arrow data is buffered, the largest open files roll
+    /// early, whatever their size.
     pub flush_size: bytesize::ByteSize,
+    /// A raw file rolls when its Parquet size (estimated from the files written so far)
+    /// reaches this.
+    pub roll_size: bytesize::ByteSize,
+    /// A raw file rolls when it has been open this long (idle partitions are flushed too).
+    #[serde(with = "humantime_serde")]
+    pub roll_interval: Duration,
     /// Flushes being written at once; more blocks the consumer (back-pressure).
     pub max_in_flight: usize,
     /// Time allowed to reach the cluster at startup.
@@ -48,7 +56,9 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             flush_interval: Duration::from_secs(30),
-            flush_size: bytesize::ByteSize::mib(64),
+            flush_size: bytesize::ByteSize::mib(512),
+            roll_size: bytesize::ByteSize::mib(128),
+            roll_interval: Duration::from_secs(300),
             max_in_flight: 2,
             connect_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
@@ -250,6 +260,8 @@ impl Worker {
             runtime: runtime.clone(),
             config: self.config.clone(),
             first_pending_at: None,
+            last_seal: Instant::now(),
+            parquet_ratio: INITIAL_PARQUET_RATIO,
             summary: Summary::default(),
             tally: Tally::default(),
             fatal: None,
@@ -381,6 +393,9 @@ struct InFlight {
 }
 
 struct FlushOutcome {
+    /// Arrow bytes of the raw files created, and their Parquet bytes.
+    raw_arrow_bytes: u64,
+    raw_parquet_bytes: u64,
     dlq_acked: u64,
     alerts_acked: u64,
     windows_closed: u64,
@@ -418,10 +433,26 @@ struct Pipeline {
     runtime: Handle,
     config: WorkerConfig,
     first_pending_at: Option<Instant>,
+    last_seal: Instant,
+    /// Parquet bytes per Arrow byte of the raw files written lately, to roll on size.
+    parquet_ratio: f64,
     summary: Summary,
     tally: Tally,
     fatal: Option<Error>,
 }
+
+/// Parquet bytes per Arrow byte assumed before the first file is written (zstd on sensor
+/// readings measures 0.1 to 0.2).
+const INITIAL_PARQUET_RATIO: f64 = 0.2;
+
+/// Raw files of this many Arrow bytes or more in a flush update the Parquet ratio.
+const RATIO_MIN_ARROW_BYTES: u64 = 256 << 10;
+
+/// Without windows, an hour's file rolls once the partition's newest event is this far past
+/// the hour (the windows' default lateness).
+const DEFAULT_LATENESS_MS: i64 = 60_000;
+
+const MS_PER_HOUR: i64 = 3_600_000;
 
 /// Records between two reads of the wall clock in the hot loop.
 const CLOCK_EVERY: u64 = 64;
@@ -524,13 +555,9 @@ impl Pipeline {
         }
         let t = tally.kinds.get_mut(kind).expect("inserted above");
         t.consumed += 1;
-        if offset < state.skip_before {
-            // In the window state restored on assignment, and in the lake or the DLQ.
-            state.skip(offset);
-            summary.replay_skipped += 1;
-            tally.replay_skipped += 1;
-            return;
-        }
+        // Records before the restored window state's offset are in it already: they go to
+        // the lake when no file holds them, not to the windows again.
+        let windows_hold = offset < state.skip_before;
         // The wall clock is read once every CLOCK_EVERY records (a few ms stale at most), and
         // one decode in DECODE_SAMPLE is timed: clock reads cost as much as a decode.
         if tally.records % CLOCK_EVERY == 0 {
@@ -562,7 +589,7 @@ impl Pipeline {
                     }
                 }
                 // Replayed rows still feed the windows: the restored state does not hold them.
-                let Some(view) = state.view.as_mut() else {
+                let Some(view) = state.view.as_mut().filter(|_| !windows_hold) else {
                     return;
                 };
                 view.max_event = view.max_event.max(Some(row.observed_at_ms));
@@ -595,6 +622,8 @@ impl Pipeline {
                 *summary.rejected.entry(reject.reason).or_default() += 1;
                 *t.rejected.entry(reject.reason).or_default() += 1;
                 if !state.push_reject(offset) {
+                    summary.replay_skipped += 1;
+                    tally.replay_skipped += 1;
                     return;
                 }
                 reject
@@ -711,15 +740,27 @@ impl Pipeline {
             .sum()
     }
 
-    /// Seals when the buffer is full or old enough, and commits what has become durable.
+    /// Seals every `flush_interval` (rolling the files that are due), or at once when a file
+    /// reaches its size or the buffers the memory budget; then commits what is durable.
     fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
-        let old = self
-            .first_pending_at
-            .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
-        if old || self.buffered_bytes() >= self.config.flush_size.as_u64() as usize {
-            self.seal();
+        let open = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .any(|s| !s.segments.is_empty());
+        let time = self.last_seal.elapsed() >= self.config.flush_interval && (open || self.first_pending_at.is_some());
+        let roll_arrow = self.roll_arrow_bytes();
+        let big = self.buffered_bytes() >= self.config.flush_size.as_u64() as usize
+            || self
+                .partitions
+                .values()
+                .flat_map(|t| t.values())
+                .flat_map(|s| s.segments.values())
+                .any(|seg| seg.bytes() >= roll_arrow);
+        if time || big {
+            self.seal(false);
         }
         self.complete(consumer, false)?;
         while self.in_flight.len() > self.config.max_in_flight {
@@ -728,14 +769,70 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Closes every open segment into one flush task: DLQ acknowledgements first, then files.
-    fn seal(&mut self) {
+    /// Arrow bytes at which an open file is expected to reach `roll_size` in Parquet.
+    fn roll_arrow_bytes(&self) -> usize {
+        (self.config.roll_size.as_u64() as f64 / self.parquet_ratio.max(0.01)) as usize
+    }
+
+    /// Rolls the files that are due (`all`: every open file) into one flush task: DLQ
+    /// acknowledgements first, then files, then the window state; the commit follows.
+    ///
+    /// A file is due when it reaches `roll_size`, when it has been open `roll_interval`, when
+    /// the partition's watermark has left its hour (no on-time row can come for it), or when
+    /// the buffers exceed `flush_size` and it is among the largest.
+    fn seal(&mut self, all: bool) {
         self.first_pending_at = None;
+        self.last_seal = Instant::now();
+        let roll_arrow = self.roll_arrow_bytes();
+        let roll_interval = self.config.roll_interval;
+        let lateness = self
+            .windowing
+            .as_ref()
+            .map(|w| w.config.lateness_ms())
+            .unwrap_or(DEFAULT_LATENESS_MS);
+        // Over the memory budget: the largest open files roll until half of it is free.
+        let mut squeezed: HashSet<(Arc<str>, i32, i64)> = HashSet::new();
+        let budget = self.config.flush_size.as_u64() as usize;
+        let mut buffered = self.buffered_bytes();
+        if !all && buffered >= budget {
+            let mut open: Vec<(usize, Arc<str>, i32, i64)> = self
+                .partitions
+                .values()
+                .flat_map(|t| t.values())
+                .flat_map(|s| {
+                    s.segments
+                        .iter()
+                        .map(|(hour, seg)| (seg.bytes(), s.topic.clone(), s.partition, *hour))
+                })
+                .collect();
+            open.sort_by_key(|s| std::cmp::Reverse(s.0));
+            for (bytes, topic, partition, hour) in open {
+                if buffered <= budget / 2 {
+                    break;
+                }
+                buffered -= bytes;
+                squeezed.insert((topic, partition, hour));
+            }
+        }
         let mut jobs: Vec<Job> = Vec::new();
         let mut offsets = Vec::new();
         let mut newest_event_ms = None;
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-            if let Some(sealed) = state.seal() {
+            // The partition's watermark: the windows' when they are on, else its newest event
+            // less the allowed lateness.
+            let watermark = match state.view {
+                Some(v) => Some(v.closed_at),
+                None => state.max_event_ms.map(|e| e - lateness),
+            };
+            let topic = state.topic.clone();
+            let partition = state.partition;
+            let due = |hour: i64, seg: &Segment| {
+                all || seg.bytes() >= roll_arrow
+                    || seg.opened.elapsed() >= roll_interval
+                    || watermark.is_some_and(|w| w >= (hour + 1) * MS_PER_HOUR)
+                    || squeezed.contains(&(topic.clone(), partition, hour))
+            };
+            if let Some(sealed) = state.seal(due) {
                 jobs.extend(sealed.files.into_iter().map(|(f, b)| Job::Raw(f, b)));
                 offsets.push((state.topic.clone(), state.partition, sealed.next_offset));
                 newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
@@ -835,24 +932,31 @@ impl Pipeline {
             // whenever any of its aggregates are.
             let (derived_jobs, raw_jobs): (Vec<Job>, Vec<Job>) =
                 jobs.into_iter().partition(|j| matches!(j, Job::Derived(..)));
+            let mut raw_arrow_bytes = 0;
+            let mut raw_parquet_bytes = 0;
             let mut derived_jobs = derived_jobs;
             derived_jobs.sort_by_key(|j| match j {
                 Job::Derived(f, _) => !matches!(f.table, DerivedTable::Alerts),
                 Job::Raw(..) => true,
             });
             let jobs = raw_jobs;
-            let mut written: Vec<(Table, Written)> = futures::stream::iter(jobs)
+            let written: Vec<(Table, Written, u64)> = futures::stream::iter(jobs)
                 .map(|job| {
                     let lake = lake.clone();
                     async move {
                         match job {
-                            Job::Raw(file, batch) => Ok((Table::Raw, lake.write_raw(&file, vec![batch]).await?)),
+                            Job::Raw(file, batch) => {
+                                let arrow = batch.get_array_memory_size() as u64;
+                                let written = lake.write_raw(&file, vec![batch]).await?;
+                                crash_point("after-raw-file");
+                                Ok((Table::Raw, written, arrow))
+                            }
                             Job::Derived(file, batch) => {
                                 let table = match file.table {
                                     DerivedTable::Aggregates { .. } => Table::Aggregates,
                                     DerivedTable::Alerts => Table::Alerts,
                                 };
-                                Ok::<_, Error>((table, lake.write_derived(&file, batch).await?))
+                                Ok::<_, Error>((table, lake.write_derived(&file, batch).await?, 0))
                             }
                         }
                     }
@@ -860,6 +964,16 @@ impl Pipeline {
                 .buffer_unordered(2)
                 .try_collect()
                 .await?;
+            let mut written: Vec<(Table, Written)> = written
+                .into_iter()
+                .map(|(table, w, arrow)| {
+                    if let Written::Created { bytes } = w {
+                        raw_arrow_bytes += arrow;
+                        raw_parquet_bytes += bytes;
+                    }
+                    (table, w)
+                })
+                .collect();
             // The window state is saved last, and only once every earlier flush is durable:
             // a restored state never runs ahead of what the lake holds.
             if let Some(earlier) = earlier_durable {
@@ -889,6 +1003,8 @@ impl Pipeline {
             }
             let _ = durable_tx.send(());
             Ok(FlushOutcome {
+                raw_arrow_bytes,
+                raw_parquet_bytes,
                 dlq_acked,
                 alerts_acked,
                 windows_closed,
@@ -934,6 +1050,11 @@ impl Pipeline {
             .health()
             .set_lake_writable(!matches!(outcome, Err(Error::Lake(_))));
         let outcome = outcome?;
+        // Small files carry proportionally more metadata: only sizable ones teach the ratio.
+        if outcome.raw_arrow_bytes >= RATIO_MIN_ARROW_BYTES {
+            let measured = outcome.raw_parquet_bytes as f64 / outcome.raw_arrow_bytes as f64;
+            self.parquet_ratio = 0.5 * self.parquet_ratio + 0.5 * measured;
+        }
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
         self.summary.alerts += outcome.alerts_acked;
@@ -976,7 +1097,7 @@ impl Pipeline {
     fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
-        self.seal();
+        self.seal(true);
         self.complete(consumer, true)
     }
 
@@ -1012,9 +1133,9 @@ impl Pipeline {
                 .filter(|f| f.partition == elem.partition())
                 .cloned()
                 .collect();
-            let durable = Durable::new(&files, start.unwrap_or(0));
             tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
             let (windows, skip_before) = self.restore_windows(&topic, elem.partition(), &decoder, start)?;
+            let durable = Durable::new(&files, start.unwrap_or(0), skip_before);
             let key: Arc<str> = topic.as_str().into();
             let view = windows.map(|w| {
                 let view = WindowView {
@@ -1214,16 +1335,6 @@ impl Pipeline {
             }
         }
         done
-    }
-}
-
-/// Test hook: `RADE_CRASH_AT=<point>` aborts the process there, as SIGKILL would, so that
-/// the crash tests hit the exact moments between two writes of a flush.
-fn crash_point(point: &str) {
-    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if AT.get_or_init(|| std::env::var("RADE_CRASH_AT").ok()).as_deref() == Some(point) {
-        tracing::error!(point, "RADE_CRASH_AT: aborting");
-        std::process::abort();
     }
 }
 

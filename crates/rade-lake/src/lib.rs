@@ -5,11 +5,15 @@
 //! already wrote so that a replay after a crash skips rows that are durable ([`RawFile`]
 //! names are deterministic from the Kafka offsets they cover).
 
+pub use compact::{CompactOptions, CompactReport, visible_store};
+pub use crash::crash_point;
 pub use error::{Error, Result};
 pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
 pub use query::query_session;
 pub use store::{Lake, LakeOptions, Written};
 
+mod compact;
+mod crash;
 mod error;
 mod layout;
 mod query;

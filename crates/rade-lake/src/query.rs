@@ -9,7 +9,8 @@ use crate::{Error, Result};
 
 /// A DataFusion session with one `raw_<kind>` table per kind of the catalog, over the lake,
 /// partitioned by the Hive columns `date` and `hour` so that filters on them prune files.
-/// Identifiers keep their case, so FIWARE names such as `LAeq` need no quotes.
+/// Identifiers keep their case, so FIWARE names such as `LAeq` need no quotes. Raw files that
+/// a compaction has merged are hidden (see the protocol in `compact.rs`).
 pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
@@ -17,7 +18,8 @@ pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionCont
     let ctx = SessionContext::new_with_config(config);
     let base = lake.table_base_url()?;
     let (store, _) = lake.store();
-    ctx.register_object_store(&base, store.clone());
+    // Raw files that compaction has merged are not listed while they wait to be deleted.
+    ctx.register_object_store(&base, crate::compact::visible_store(store.clone()));
     for kind in catalog.kinds() {
         // The lake schema without the partition columns, which come from the paths.
         let schema = Schema::new(kind.arrow.fields().iter().cloned().collect::<Vec<_>>());

@@ -228,6 +228,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     }
     for (key, d) in [
         ("worker.flush_interval", raw.worker.flush_interval),
+        ("worker.roll_interval", raw.worker.roll_interval),
         ("worker.connect_timeout", raw.worker.connect_timeout),
     ] {
         if d.is_zero() {

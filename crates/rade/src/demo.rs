@@ -115,6 +115,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let lake = Lake::open(&lake_url).with_context(|| format!("while opening the lake {lake_url}"))?;
     let worker_config = WorkerConfig {
         flush_interval: Duration::from_secs(2),
+        roll_interval: Duration::from_secs(10),
         ..WorkerConfig::default()
     };
     let worker = Worker::new(

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod demo;
+mod lake;
 mod query;
 mod run;
 mod simulate;
@@ -34,6 +35,9 @@ enum Command {
     Query(query::QueryArgs),
     /// Validate the configuration, schemas and alert rules without starting anything.
     Check(run::CheckArgs),
+    /// Maintain the lake: `rade lake compact` merges small raw files.
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Query(args) => query::query(args),
         Command::Check(args) => run::check(args),
+        Command::Lake(command) => lake::lake(command),
     };
     match result {
         Ok(code) => code,

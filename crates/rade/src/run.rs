@@ -36,7 +36,7 @@ pub struct CheckArgs {
 }
 
 /// Exit code when the configuration is refused.
-const EXIT_CONFIG: u8 = 2;
+pub const EXIT_CONFIG: u8 = 2;
 /// Exit code when the shutdown did not finish in time; the next worker replays without duplicates.
 const EXIT_SHUTDOWN_TIMEOUT: u8 = 3;
 

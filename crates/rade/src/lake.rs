@@ -1,0 +1,82 @@
+//! `rade lake compact`: merges the lake's small raw files.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rade_lake::{CompactOptions, Lake};
+
+use crate::run::{EXIT_CONFIG, load_config};
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Merge the small raw files of each Kafka partition and event hour that the consumer
+    /// group has committed past; safe beside running workers and queries (see deploy/README.md).
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Configuration file of the workers (their lake, group and topics).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// A partition-hour is merged once it has this many files.
+    #[arg(long, default_value_t = 2)]
+    min_files: usize,
+    /// Inputs of a merged file add up to about this size.
+    #[arg(long, default_value = "128MiB")]
+    target_size: bytesize::ByteSize,
+    /// Merged inputs are deleted once their merged file is this old (longer than any query
+    /// that may have listed them); `0s` deletes them at once.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// Print what would be merged and deleted, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn lake(command: LakeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LakeCommand::Compact(args) => compact(args),
+    }
+}
+
+fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(args.config.as_deref()) else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let kinds: Vec<String> = if config.kafka.kinds.is_empty() {
+        config.catalog.kinds().iter().map(|k| k.kind.clone()).collect()
+    } else {
+        config.kafka.kinds.clone()
+    };
+    let topics: Vec<String> = kinds.iter().map(|k| config.kafka.raw_topic(k)).collect();
+    let committed = rade_kafka::committed_offsets(&config.kafka, &topics, config.worker.connect_timeout)
+        .with_context(|| format!("while reading the committed offsets of group {}", config.kafka.group_id))?;
+    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
+        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let options = CompactOptions {
+        min_files: args.min_files,
+        target_size: args.target_size.as_u64(),
+        grace: args.grace,
+        dry_run: args.dry_run,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+    let report = runtime
+        .block_on(lake.compact(&committed, &options))
+        .with_context(|| format!("while compacting {}", config.lake_url))?;
+    let verb = if args.dry_run { "would merge" } else { "merged" };
+    println!(
+        "{verb} {} files into {} ({} rows, {} written); {} merged files deleted, {} waiting for their grace period; {} partitions not committed yet left alone",
+        report.inputs,
+        report.merged,
+        report.rows,
+        bytesize::ByteSize::b(report.bytes_written),
+        report.deleted,
+        report.waiting,
+        report.unsettled_partitions
+    );
+    Ok(ExitCode::SUCCESS)
+}
