@@ -100,6 +100,74 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
     let dlq = read_topic(&setup.dlq);
     assert_eq!(dlq.len(), 7, "rejects sent once, the replay skipped them");
     assert_eq!(produced.len(), 607);
+
+    // More readings of the same hours in two more runs: several small files per partition
+    // and hour, which `rade lake compact` merges on S3 as on disk.
+    let config = setup.config(WIDE_LATENESS);
+    let mut total = 600;
+    for round in 0..2i64 {
+        let more: Vec<_> = (0..300)
+            .map(|i| {
+                sim.valid(
+                    now - 3_600_000 + i * 10_000 + round * 3_000 + 1_000,
+                    FormatChoice::Mixed,
+                )
+            })
+            .collect();
+        produce(&setup.prefix, more).await;
+        total += 300;
+        run_until_caught_up(&config, &env, &setup.log(&format!("more{round}.log")));
+    }
+    let before = raw_objects(&bucket).await;
+    let out = Command::new(rade_bin())
+        .args([
+            "lake",
+            "compact",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--grace",
+            "0s",
+        ])
+        .envs(env.iter().copied())
+        .output()
+        .expect("rade lake compact runs");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = raw_objects(&bucket).await;
+    assert!(
+        after < before,
+        "{before} raw objects before compaction, {after} after: {summary}"
+    );
+    let mut rows = 0;
+    for kind in ["noise", "weather"] {
+        let csv = query(
+            &lake,
+            &format!(
+                "SELECT count(*) AS n, count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) AS d FROM raw_{kind}"
+            ),
+        );
+        let (n, d) = csv.lines().nth(1).and_then(|l| l.split_once(',')).expect("two columns");
+        assert_eq!(n, d, "duplicate rows in raw_{kind} after compaction");
+        rows += n.parse::<usize>().expect("a count");
+    }
+    assert_eq!(rows, total, "rows in the S3 lake after compaction");
+}
+
+/// The number of objects under `lake/raw/` in `bucket` (ListObjectsV2; the test lakes hold
+/// far fewer than a page of 1,000).
+async fn raw_objects(bucket: &str) -> usize {
+    let listing = reqwest::get(format!("{}/{bucket}?list-type=2&prefix=lake/raw/", endpoint()))
+        .await
+        .expect("S3 server up")
+        .text()
+        .await
+        .expect("listing");
+    assert!(!listing.contains("<IsTruncated>true"), "more than a page of objects");
+    listing.matches("<Key>").count()
 }
 
 /// `deploy/local/s3fault.py` in front of the test server, on a port of its choosing; killed
