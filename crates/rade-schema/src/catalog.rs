@@ -8,25 +8,47 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
 use crate::builder::lineage_fields;
+use crate::decode::{Value, json_value};
+use crate::resolve::Resolution;
 use crate::{Error, Result};
 
 /// The kind name of the alert schema in the catalog; every other entry is a sensor kind.
 const ALERT_KIND: &str = "alert";
 
 /// Every schema of `schemas/`, by kind, by Confluent id and by Avro fingerprint.
+///
+/// A kind may have several versions; its reader schema, the one its lake files and Arrow
+/// batches have, is the highest `version`. Records written with any version of the kind are
+/// read into it through Avro schema resolution, planned here once.
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    /// The reader schema of each sensor kind, in the order of the kind's first catalog entry.
     kinds: Vec<Arc<KindSchema>>,
     alert: Option<Arc<KindSchema>>,
-    by_id: HashMap<u32, Arc<KindSchema>>,
-    by_fingerprint: HashMap<u64, Arc<KindSchema>>,
+    /// Every version of every kind, by kind then version.
+    versions: Vec<Arc<KindSchema>>,
+    by_id: HashMap<u32, Arc<Writer>>,
+    by_fingerprint: HashMap<u64, Arc<Writer>>,
 }
 
-/// One sensor kind: its Avro schema, the fields as the decoder sees them, and its Arrow schema.
+/// A schema records may be written with, and how they are read into their kind's reader schema.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) schema: Arc<KindSchema>,
+    /// `None` for the reader schema itself, whose records need no resolution.
+    pub(crate) resolution: Option<Resolution>,
+}
+
+/// One version of a sensor kind: its Avro schema, the fields as the decoder sees them, and its
+/// Arrow schema.
 #[derive(Debug)]
 pub struct KindSchema {
     pub kind: String,
     pub id: u32,
+    /// The `version` of its catalog entry (1 when not given); the highest is the reader schema.
+    pub version: u32,
+    /// The `.avsc` it was read from.
+    pub file: PathBuf,
     /// CRC-64-AVRO fingerprint of the canonical form, as in single-object encoding.
     pub fingerprint: u64,
     pub avro: AvroSchema,
@@ -46,6 +68,8 @@ pub struct FieldSpec {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub unit: Option<String>,
+    /// The Avro `default`: what a record written without the field reads as.
+    pub default: Option<Value<'static>>,
 }
 
 /// The Avro types a sensor schema may use; anything else is refused when the catalog loads.
@@ -62,6 +86,20 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// The Avro name of the type, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FieldType::Double => "double",
+            FieldType::Float => "float",
+            FieldType::Int => "int",
+            FieldType::Long => "long",
+            FieldType::Boolean => "boolean",
+            FieldType::String => "string",
+            FieldType::TimestampMillis => "timestamp-millis",
+            FieldType::Enum(_) => "enum",
+        }
+    }
+
     fn arrow(&self) -> DataType {
         match self {
             FieldType::Double => DataType::Float64,
@@ -101,6 +139,12 @@ struct CatalogEntry {
     kind: String,
     id: u32,
     file: PathBuf,
+    #[serde(default = "first_version")]
+    version: u32,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl Catalog {
@@ -126,22 +170,21 @@ impl Catalog {
                 })
                 .and_then(|text| KindSchema::parse(&entry.kind, entry.id, &text, &path));
             match loaded {
-                Ok(kind) => schemas.push(kind),
+                Ok(mut kind) => {
+                    kind.version = entry.version;
+                    schemas.push(kind);
+                }
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let catalog = Catalog::from_schemas(schemas).map_err(|message| Error::Invalid {
-            path: catalog_path.clone(),
-            message,
-        });
-        match catalog {
+        match Catalog::from_schemas(schemas, &catalog_path) {
             Ok(c) if problems.is_empty() => Ok(c),
             Ok(_) => Err(Error::Invalid {
                 path: dir.to_path_buf(),
                 message: problems.join("; "),
             }),
-            Err(e) => {
-                problems.push(e.to_string());
+            Err(more) => {
+                problems.extend(more);
                 Err(Error::Invalid {
                     path: dir.to_path_buf(),
                     message: problems.join("; "),
@@ -150,59 +193,152 @@ impl Catalog {
         }
     }
 
-    fn from_schemas(schemas: Vec<KindSchema>) -> std::result::Result<Catalog, String> {
-        let mut catalog = Catalog {
+    /// Groups the versions of each kind, picks its reader schema and plans the resolution of
+    /// every older version into it; every problem names its file (or `catalog`) and field.
+    fn from_schemas(schemas: Vec<KindSchema>, catalog: &Path) -> std::result::Result<Catalog, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut ids: HashMap<u32, &str> = HashMap::new();
+        for s in &schemas {
+            if let Some(other) = ids.insert(s.id, &s.kind) {
+                problems.push(format!(
+                    "{}: schema id {} is used by both {other} and {}",
+                    catalog.display(),
+                    s.id,
+                    s.kind
+                ));
+            }
+        }
+        // Kinds in the order of their first entry, each with its versions, oldest first.
+        let mut grouped: Vec<(String, Vec<Arc<KindSchema>>)> = Vec::new();
+        for s in schemas {
+            match grouped.iter_mut().find(|(k, _)| *k == s.kind) {
+                Some((_, versions)) => versions.push(Arc::new(s)),
+                None => grouped.push((s.kind.clone(), vec![Arc::new(s)])),
+            }
+        }
+        let mut out = Catalog {
             kinds: Vec::new(),
             alert: None,
+            versions: Vec::new(),
             by_id: HashMap::new(),
             by_fingerprint: HashMap::new(),
         };
-        for schema in schemas {
-            let schema = Arc::new(schema);
-            if let Some(other) = catalog.by_id.insert(schema.id, schema.clone()) {
-                return Err(format!(
-                    "schema id {} is used by both {} and {}",
-                    schema.id, other.kind, schema.kind
-                ));
+        for (kind, mut versions) in grouped {
+            versions.sort_by_key(|v| v.version);
+            for pair in versions.windows(2) {
+                if pair[0].version == pair[1].version {
+                    problems.push(format!(
+                        "{}: kind {kind} has two schemas of version {} (ids {} and {}): give each its own `version`",
+                        catalog.display(),
+                        pair[0].version,
+                        pair[0].id,
+                        pair[1].id
+                    ));
+                }
             }
-            catalog.by_fingerprint.insert(schema.fingerprint, schema.clone());
-            if schema.kind == ALERT_KIND {
-                catalog.alert = Some(schema);
+            let reader = versions.last().expect("a kind has at least one entry").clone();
+            for v in &versions {
+                let resolution = if Arc::ptr_eq(v, &reader) {
+                    None
+                } else {
+                    match Resolution::new(v, &reader) {
+                        Ok(r) => Some(r),
+                        Err(found) => {
+                            problems.extend(found.into_iter().map(|p| format!("{}: {p}", reader.file.display())));
+                            continue;
+                        }
+                    }
+                };
+                let writer = Arc::new(Writer {
+                    schema: v.clone(),
+                    resolution,
+                });
+                out.by_id.insert(v.id, writer.clone());
+                // Versions that differ only in defaults, docs or ranges share a fingerprint:
+                // their bodies are alike, and the newest one reads them.
+                out.by_fingerprint.insert(v.fingerprint, writer);
+            }
+            out.versions.extend(versions);
+            if kind == ALERT_KIND {
+                out.alert = Some(reader);
             } else {
-                catalog.kinds.push(schema);
+                out.kinds.push(reader);
             }
         }
-        Ok(catalog)
+        if problems.is_empty() { Ok(out) } else { Err(problems) }
     }
 
     #[cfg(test)]
     pub(crate) fn for_tests(schemas: Vec<KindSchema>) -> Catalog {
-        Catalog::from_schemas(schemas).expect("distinct test schema ids")
+        Catalog::from_schemas(schemas, Path::new("catalog.toml")).expect("a consistent test catalog")
     }
 
-    /// The sensor kinds, in catalog order.
+    /// The reader schema (latest version) of each sensor kind, in catalog order.
     pub fn kinds(&self) -> &[Arc<KindSchema>] {
         &self.kinds
     }
 
-    /// The current schema of a sensor kind.
+    /// The reader schema (latest version) of a sensor kind: the schema of its lake files.
     pub fn kind(&self, kind: &str) -> Option<&Arc<KindSchema>> {
-        self.kinds.iter().rev().find(|k| k.kind == kind)
+        self.kinds.iter().find(|k| k.kind == kind)
     }
 
-    /// The schema registered under a Confluent schema id.
+    /// Every version of a kind (the alert schema included), oldest first.
+    pub fn versions<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<KindSchema>> + 'a {
+        self.versions.iter().filter(move |v| v.kind == kind)
+    }
+
+    /// The schema version registered under a Confluent schema id.
     pub fn by_id(&self, id: u32) -> Option<&Arc<KindSchema>> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).map(|w| &w.schema)
     }
 
-    /// The schema whose CRC-64-AVRO fingerprint this is.
+    /// The schema version whose CRC-64-AVRO fingerprint this is.
     pub fn by_fingerprint(&self, fingerprint: u64) -> Option<&Arc<KindSchema>> {
-        self.by_fingerprint.get(&fingerprint)
+        self.by_fingerprint.get(&fingerprint).map(|w| &w.schema)
     }
 
-    /// The alert schema, when the catalog has one.
+    pub(crate) fn writer_by_id(&self, id: u32) -> Option<&Writer> {
+        self.by_id.get(&id).map(|w| &**w)
+    }
+
+    pub(crate) fn writer_by_fingerprint(&self, fingerprint: u64) -> Option<&Writer> {
+        self.by_fingerprint.get(&fingerprint).map(|w| &**w)
+    }
+
+    /// The alert schema (its latest version), when the catalog has one.
     pub fn alert(&self) -> Option<&Arc<KindSchema>> {
         self.alert.as_ref()
+    }
+}
+
+impl FieldSpec {
+    /// The value of an Avro `default`: null for a `["null", T]` union (its first branch, as
+    /// Avro requires), else a value of the field's type within its declared range.
+    fn parse_default(
+        &self,
+        default: Option<&serde_json::Value>,
+    ) -> std::result::Result<Option<Value<'static>>, String> {
+        let name = &self.name;
+        let Some(d) = default else { return Ok(None) };
+        if self.nullable {
+            return match d {
+                serde_json::Value::Null => Ok(Some(Value::Null)),
+                other => Err(format!(
+                    "field `{name}`: the default of a [\"null\", T] union must be null, found {other}"
+                )),
+            };
+        }
+        if d.is_null() {
+            return Err(format!("field `{name}`: default null, but the field is not optional"));
+        }
+        let value = json_value(self, d).map_err(|r| format!("{} (its default)", r.detail))?;
+        if let Some(x) = value.as_f64()
+            && (self.min.is_some_and(|min| x < min) || self.max.is_some_and(|max| x > max))
+        {
+            return Err(format!("field `{name}`: default {x} is outside its declared range"));
+        }
+        Ok(Some(value))
     }
 }
 
@@ -257,14 +393,20 @@ impl KindSchema {
                 .get("rade.unit")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
-            fields.push(FieldSpec {
+            let mut spec = FieldSpec {
                 name: f.name.clone(),
                 ty,
                 nullable,
                 min,
                 max,
                 unit,
-            });
+                default: None,
+            };
+            match spec.parse_default(f.default.as_ref()) {
+                Ok(d) => spec.default = d,
+                Err(p) => problems.push(p),
+            }
+            fields.push(spec);
         }
         let observed_at = fields.iter().position(|f| f.name == "observed_at");
         if kind != ALERT_KIND {
@@ -292,6 +434,8 @@ impl KindSchema {
         Ok(KindSchema {
             kind: kind.to_owned(),
             id,
+            version: 1,
+            file: path.to_path_buf(),
             fingerprint,
             avro,
             observed_at: observed_at.unwrap_or(0),
@@ -317,6 +461,147 @@ pub(crate) mod tests {
 
     pub(crate) fn level() -> KindSchema {
         KindSchema::parse("water_level", 101, LEVEL, Path::new("water_level.avsc")).expect("valid test schema")
+    }
+
+    /// Version 2 of [`LEVEL`]: an optional `battery_pct` at the end.
+    pub(crate) fn level_v2_text() -> String {
+        LEVEL.replace(
+            r#""symbols":["ok","fault"]}}"#,
+            r#""symbols":["ok","fault"]}},
+            {"name":"battery_pct","type":["null","double"],"default":null,"rade.min":0,"rade.max":100}"#,
+        )
+    }
+
+    /// Version 2 of water_level, id 1101.
+    pub(crate) fn level_v2() -> KindSchema {
+        let mut k = KindSchema::parse("water_level", 1101, &level_v2_text(), Path::new("water_level.v2.avsc"))
+            .expect("valid test schema");
+        k.version = 2;
+        k
+    }
+
+    /// A schemas directory with `catalog` and the given `.avsc` files.
+    fn schemas_dir(catalog: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("catalog.toml"), catalog).expect("catalog written");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("schema written");
+        }
+        dir
+    }
+
+    const TWO_VERSIONS: &str = r#"
+[[schema]]
+kind = "water_level"
+id = 101
+file = "water_level.avsc"
+
+[[schema]]
+kind = "water_level"
+id = 1101
+version = 2
+file = "water_level.v2.avsc"
+"#;
+
+    #[test]
+    fn the_latest_version_is_the_reader_and_older_ids_stay_known() {
+        let dir = schemas_dir(
+            TWO_VERSIONS,
+            &[("water_level.avsc", LEVEL), ("water_level.v2.avsc", &level_v2_text())],
+        );
+        let catalog = Catalog::load(dir.path()).expect("compatible versions load");
+        assert_eq!(catalog.kinds().len(), 1);
+        let reader = catalog.kind("water_level").expect("kind");
+        assert_eq!((reader.id, reader.version), (1101, 2));
+        assert_eq!(reader.arrow.field(7).name(), "battery_pct");
+        assert!(reader.arrow.field(7).is_nullable());
+        let versions: Vec<_> = catalog.versions("water_level").map(|v| (v.version, v.id)).collect();
+        assert_eq!(versions, vec![(1, 101), (2, 1101)]);
+        let v1 = catalog.by_id(101).expect("the old id is still read");
+        assert_eq!(v1.version, 1);
+        assert_eq!(catalog.by_fingerprint(v1.fingerprint).map(|k| k.id), Some(101));
+        let plan = catalog
+            .writer_by_id(101)
+            .and_then(|w| w.resolution.as_ref())
+            .expect("a plan");
+        assert_eq!(plan.reader_id, 1101);
+        assert!(catalog.writer_by_id(1101).expect("reader").resolution.is_none());
+    }
+
+    #[test]
+    fn refuses_a_version_that_cannot_read_old_records_naming_file_and_field() {
+        // A new field that is required, or optional without a default, leaves old records unreadable.
+        for field in [
+            r#"{"name":"battery_pct","type":"double"}"#,
+            r#"{"name":"battery_pct","type":["null","double"]}"#,
+        ] {
+            let v2 = LEVEL.replace(
+                r#""symbols":["ok","fault"]}}"#,
+                &[r#""symbols":["ok","fault"]}}, "#, field].concat(),
+            );
+            let dir = schemas_dir(
+                TWO_VERSIONS,
+                &[("water_level.avsc", LEVEL), ("water_level.v2.avsc", &v2)],
+            );
+            let err = Catalog::load(dir.path()).expect_err("must be refused").to_string();
+            assert!(err.contains("water_level.v2.avsc: field `battery_pct`"), "{err}");
+            assert!(err.contains("version 1 (id 101, water_level.avsc)"), "{err}");
+        }
+        // A changed type.
+        let v2 = level_v2_text().replace(
+            r#"{"name":"height","type":"double""#,
+            r#"{"name":"height","type":"string""#,
+        );
+        let dir = schemas_dir(
+            TWO_VERSIONS,
+            &[("water_level.avsc", LEVEL), ("water_level.v2.avsc", &v2)],
+        );
+        let err = Catalog::load(dir.path()).expect_err("must be refused").to_string();
+        assert!(
+            err.contains("water_level.v2.avsc: field `height`: type changed from double"),
+            "{err}"
+        );
+        // Two entries of one version.
+        let dir = schemas_dir(
+            &TWO_VERSIONS.replace("version = 2\n", ""),
+            &[("water_level.avsc", LEVEL), ("water_level.v2.avsc", &level_v2_text())],
+        );
+        let err = Catalog::load(dir.path()).expect_err("must be refused").to_string();
+        assert!(
+            err.contains("catalog.toml: kind water_level has two schemas of version 1 (ids 101 and 1101)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_defaults_a_record_could_not_take() {
+        for (field, needle) in [
+            (
+                r#"{"name":"battery_pct","type":["null","double"],"default":5}"#,
+                "union must be null",
+            ),
+            (
+                r#"{"name":"battery_pct","type":"double","default":150,"rade.max":100}"#,
+                "outside its declared range",
+            ),
+            // apache-avro refuses this one itself, naming the field.
+            (r#"{"name":"mode","type":"string","default":3}"#, "\"mode\""),
+        ] {
+            let text = LEVEL.replace(
+                r#""symbols":["ok","fault"]}}"#,
+                &[r#""symbols":["ok","fault"]}}, "#, field].concat(),
+            );
+            let err = KindSchema::parse("water_level", 1, &text, Path::new("w.avsc"))
+                .expect_err("must be refused")
+                .to_string();
+            assert!(err.contains("w.avsc") && err.contains(needle), "{err}");
+        }
+        let text = LEVEL.replace(
+            r#""symbols":["ok","fault"]}}"#,
+            r#""symbols":["ok","fault"]}}, {"name":"mode","type":"string","default":"auto"}"#,
+        );
+        let k = KindSchema::parse("water_level", 1, &text, Path::new("w.avsc")).expect("a valid default");
+        assert_eq!(k.fields[7].default, Some(Value::Str("auto".into())));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Schemas of the TPM sensor kinds and the first stage of the data path.
 //!
-//! [`Catalog`] loads one Avro schema per sensor kind from `schemas/` (with the ranges each
-//! field declares and a stable schema id). [`Decoder`] turns one Kafka message value, in any
-//! of the three wire formats (Confluent framing, Avro single-object, JSON), into a validated
-//! [`Row`] or a [`Reject`] with its DLQ reason; [`RowBatchBuilder`] appends rows into Arrow
+//! [`Catalog`] loads the Avro schemas of the sensor kinds from `schemas/` (with the ranges each
+//! field declares and a stable schema id per version); a kind's latest version is its reader
+//! schema, into which records of its older versions are resolved. [`Decoder`] turns one Kafka
+//! message value, in any of the three wire formats (Confluent framing, Avro single-object,
+//! JSON), into a validated [`Row`] of the reader schema or a [`Reject`] with its DLQ reason; [`RowBatchBuilder`] appends rows into Arrow
 //! columns with the lake's lineage columns, ready for the Parquet writer.
 
 pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
@@ -18,4 +19,5 @@ mod catalog;
 mod decode;
 mod error;
 mod reject;
+mod resolve;
 mod wire;

@@ -93,4 +93,21 @@ impl KindLayout {
             schema: Arc::new(Schema::new(fields)),
         })
     }
+
+    /// The names the window state's statistics follow: the measured fields, and the enum
+    /// fields with their symbols (the state keeps symbol indices, which a new symbol list
+    /// would change).
+    pub(crate) fn field_names(&self) -> (Vec<String>, Vec<String>) {
+        let fields = &self.kind.fields;
+        let measures = self.measures.iter().map(|&i| fields[i].name.clone()).collect();
+        let labels = self
+            .labels
+            .iter()
+            .map(|&i| match &fields[i].ty {
+                FieldType::Enum(symbols) => format!("{}{:?}", fields[i].name, symbols),
+                _ => fields[i].name.clone(),
+            })
+            .collect();
+        (measures, labels)
+    }
 }

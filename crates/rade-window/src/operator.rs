@@ -163,6 +163,12 @@ struct Snapshot {
     windows: Vec<String>,
     next_offset: i64,
     state: State,
+    /// The measured and enum fields the state's statistics follow, in order; absent in the
+    /// snapshots of earlier releases, which are taken as of the current layout.
+    #[serde(default)]
+    measures: Option<Vec<String>>,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
 }
 
 const SNAPSHOT_VERSION: u32 = 2;
@@ -629,13 +635,18 @@ impl PartitionWindows {
             windows: Vec<&'a str>,
             next_offset: i64,
             state: &'a State,
+            measures: Vec<String>,
+            labels: Vec<String>,
         }
+        let (measures, labels) = self.layout().field_names();
         let snap = SnapshotRef {
             version: SNAPSHOT_VERSION,
             kind: &self.rules.layout.kind.kind,
             windows: self.specs.iter().map(|s| s.label.as_str()).collect(),
             next_offset,
             state: &self.state,
+            measures,
+            labels,
         };
         let mut cbor = Vec::new();
         ciborium::into_writer(&snap, &mut cbor).map_err(|e| Error::Snapshot(e.to_string()))?;
@@ -657,6 +668,25 @@ impl PartitionWindows {
         let mut state = snap.state;
         let measures = self.layout().measures.len();
         let labels = self.layout().labels.len();
+        // A snapshot taken before the kind's schema gained (or lost) a field: statistics
+        // follow their field by name, and a new field starts empty in the open windows.
+        let (now_measures, now_labels) = self.layout().field_names();
+        if let Some(old) = snap.measures.as_deref()
+            && old != now_measures.as_slice()
+        {
+            let map = positions(old, &now_measures);
+            for s in state.sensors.values_mut() {
+                s.stats = remap(&s.stats, s.heads.len(), old.len(), &map, Stat::EMPTY)?;
+            }
+        }
+        if let Some(old) = snap.labels.as_deref()
+            && old != now_labels.as_slice()
+        {
+            let map = positions(old, &now_labels);
+            for s in state.sensors.values_mut() {
+                s.labels = remap(&s.labels, s.heads.len(), old.len(), &map, None)?;
+            }
+        }
         let known: std::collections::HashSet<&str> = self
             .rules
             .window_rules
@@ -692,6 +722,25 @@ impl PartitionWindows {
         self.next_end = next_end;
         Ok(snap.next_offset)
     }
+}
+
+/// For each field now, its position among the snapshot's fields.
+fn positions(old: &[String], now: &[String]) -> Vec<Option<usize>> {
+    now.iter().map(|n| old.iter().position(|o| o == n)).collect()
+}
+
+/// Per-window values laid out `old` per head, rearranged to follow the fields now.
+fn remap<T: Copy>(values: &[T], heads: usize, old: usize, map: &[Option<usize>], empty: T) -> Result<Vec<T>> {
+    if values.len() != heads * old {
+        return Err(Error::Snapshot(
+            "taken with another version of the kind's schema".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(heads * map.len());
+    for k in 0..heads {
+        out.extend(map.iter().map(|m| m.map_or(empty, |o| values[k * old + o])));
+    }
+    Ok(out)
 }
 
 /// Windows of one shape closed by one watermark, gathered column by column.
@@ -844,5 +893,67 @@ mod tests {
         // A day and two hours later every window of `gone` is closed: it is forgotten, `here` stays.
         w.close(t0 + day + 2 * 3_600_000, 0);
         assert_eq!(w.sensors(), 1);
+    }
+
+    #[test]
+    fn open_windows_survive_a_field_added_to_the_kinds_schema() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let v1 = Arc::new(Catalog::load(&shipped).expect("schemas"));
+        // noise version 2: a measured field `battery_pct` added.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for e in std::fs::read_dir(&shipped).expect("schemas") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, dir.path().join(p.file_name().expect("name"))).expect("copied");
+        }
+        let mut avsc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(shipped.join("noise.avsc")).expect("avsc")).expect("JSON");
+        avsc["fields"].as_array_mut().expect("fields").push(serde_json::json!(
+            {"name": "battery_pct", "type": ["null", "double"], "default": null}
+        ));
+        std::fs::write(dir.path().join("noise.v2.avsc"), avsc.to_string()).expect("written");
+        let mut catalog = std::fs::read_to_string(shipped.join("catalog.toml")).expect("catalog");
+        catalog.push_str("\n[[schema]]\nkind = \"noise\"\nid = 1104\nversion = 2\nfile = \"noise.v2.avsc\"\n");
+        std::fs::write(dir.path().join("catalog.toml"), catalog).expect("written");
+        let v2 = Arc::new(Catalog::load(dir.path()).expect("version 2 loads"));
+
+        let specs: Arc<[WindowSpec]> = WindowConfig::default().specs().expect("specs").into();
+        let t0 = 1_780_000_000_000i64;
+        let reading = |catalog: &Arc<Catalog>, t: i64, extra: &str| {
+            let kind = catalog.kind("noise").expect("noise").clone();
+            let json =
+                format!(r#"{{"sensor_id":"nz-1","observed_at":{t},"latitude":43.1,"longitude":5.9,"LAeq":50{extra}}}"#);
+            let d = Decoder::new(catalog.clone(), kind, DecodeLimits::default());
+            (d, json)
+        };
+        let mut before = PartitionWindows::new(
+            "t".into(),
+            0,
+            "noise",
+            specs.clone(),
+            &RuleSet::empty(&v1).expect("rules"),
+            0,
+        )
+        .expect("windows");
+        let (d, json) = reading(&v1, t0, "");
+        before.observe(&d.decode(Some(json.as_bytes()), t0).expect("valid"), 0);
+        let saved = before.snapshot(1).expect("snapshot");
+
+        let mut after = PartitionWindows::new("t".into(), 0, "noise", specs, &RuleSet::empty(&v2).expect("rules"), 0)
+            .expect("windows");
+        assert_eq!(after.restore(&saved).expect("restored across the new version"), 1);
+        assert_eq!(after.open_windows(), before.open_windows());
+        let (d, json) = reading(&v2, t0 + 1000, r#","battery_pct":80"#);
+        after.observe(&d.decode(Some(json.as_bytes()), t0 + 1000).expect("valid"), 0);
+        let closed = after.close(t0 + 2 * 86_400_000, 0);
+        let batch = &closed.first().expect("closed windows").batch;
+        let int = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .map(|a| a.value(0))
+        };
+        // The reading before the switch is still in the window; the new field counts from it on.
+        assert_eq!(int("LAeq_count"), Some(2));
+        assert_eq!(int("battery_pct_count"), Some(1));
     }
 }

@@ -72,7 +72,20 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .catalog
         .kinds()
         .iter()
-        .map(|k| format!("{} (id {})", k.kind, k.id))
+        .map(|k| {
+            // A kind with older versions reads their records into its latest one.
+            let older: Vec<_> = config
+                .catalog
+                .versions(&k.kind)
+                .filter(|v| v.id != k.id)
+                .map(|v| format!("v{} id {}", v.version, v.id))
+                .collect();
+            if older.is_empty() {
+                format!("{} (id {})", k.kind, k.id)
+            } else {
+                format!("{} v{} (id {}, reads {})", k.kind, k.version, k.id, older.join(", "))
+            }
+        })
         .collect();
     println!("configuration OK");
     println!(
