@@ -286,6 +286,7 @@ fn generate(cli: &Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> 
                     partition: partition as i32,
                     start: offsets[partition],
                     end: offsets[partition] + n as i64 - 1,
+                    merged: false,
                 };
                 offsets[partition] += n as i64;
                 if tx.blocking_send((file, batch)).is_err() {

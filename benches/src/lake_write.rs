@@ -75,6 +75,7 @@ fn main() -> anyhow::Result<()> {
                 partition: 0,
                 start: 0,
                 end: cli.rows_per_file as i64 - 1,
+                merged: false,
             };
             (file, batch)
         })

@@ -33,6 +33,9 @@ fn compact(config: &Path, grace: &str, env: &[(&str, &str)], log: &Path) -> (std
             config.to_str().expect("utf-8"),
             "--grace",
             grace,
+            // A run that dies blocks the next ones for the lease's time.
+            "--lease",
+            "2s",
         ])
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
@@ -100,9 +103,24 @@ async fn compaction_beside_a_worker_and_queries_never_changes_a_count() {
         "{}",
         std::fs::read_to_string(setup.log("crashed.log")).unwrap_or_default()
     );
-    // The next run merges the rest; inputs wait 3 s after their merged file before they go.
-    let (status, summary) = compact(&config, "3s", &[], &setup.log("compact.log"));
-    assert!(status.success(), "{summary}");
+    // The killed run still holds the lake's lease: the next runs do nothing until it expires,
+    // then one merges the rest; inputs wait 3 s after their merged file before they go.
+    let mut summary = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let (status, out) = compact(&config, "3s", &[], &setup.log("compact.log"));
+            assert!(status.success(), "{out}");
+            summary = out;
+            !summary.is_empty()
+        }),
+        "the lease of the killed run was never taken over"
+    );
+    assert!(
+        std::fs::read_to_string(setup.log("compact.log"))
+            .unwrap_or_default()
+            .contains("taking over the lease"),
+        "{summary}"
+    );
     assert!(figure(&summary, "files") > 0, "nothing merged: {summary}");
     let mut last = summary;
     assert!(

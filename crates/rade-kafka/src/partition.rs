@@ -12,13 +12,14 @@ pub(crate) struct Durable {
     /// (hour, start, end) of every raw file of this partition still ahead of the replay.
     files: Vec<(i64, i64, i64)>,
     max_end: i64,
-    /// Rejects before this offset are in the DLQ: the saved window state was taken there,
-    /// after its flush's rejects were acknowledged.
+    /// Rejects before this offset are in the DLQ: the last commit's metadata or the saved
+    /// window state says so (both are written after their flush's rejects are acknowledged).
     acked_before: i64,
 }
 
 impl Durable {
-    /// `acked_before`: the offset of the restored window state (`i64::MIN` without one).
+    /// `acked_before`: the offset below which rejects are known to be in the DLQ
+    /// (`i64::MIN` when nothing says so).
     pub(crate) fn new(files: &[RawFile], from_offset: i64, acked_before: i64) -> Self {
         let files: Vec<_> = files
             .iter()
@@ -33,14 +34,16 @@ impl Durable {
         }
     }
 
-    /// A valid row is durable when a file of its hour covers its offset: a file holds every
-    /// row of its range and hour except those already in an older file of that hour.
-    fn holds_row(&self, hour: i64, offset: i64) -> bool {
-        offset <= self.max_end
-            && self
-                .files
-                .iter()
-                .any(|&(h, s, e)| h == hour && s <= offset && offset <= e)
+    /// The first offset of the file of `hour` that holds the row at `offset`, if one does: a
+    /// file holds every row of its range and hour (the files of an hour never overlap).
+    fn holder(&self, hour: i64, offset: i64) -> Option<i64> {
+        if offset > self.max_end {
+            return None;
+        }
+        self.files
+            .iter()
+            .find(|&&(h, s, e)| h == hour && s <= offset && offset <= e)
+            .map(|&(_, s, _)| s)
     }
 
     /// A reject is durable when any file of the partition ends at or after its offset: a
@@ -80,6 +83,9 @@ pub(crate) struct PartitionState {
     pub(crate) start_offset: Option<i64>,
     /// The open files, by event hour; each rolls on its own (size, age, watermark).
     pub(crate) segments: BTreeMap<i64, Segment>,
+    /// Open files cut short by a file of the lake that starts inside their range (a replay):
+    /// written with the next seal.
+    cut: Vec<(RawFile, RecordBatch, i64)>,
     durable: Durable,
     /// The offset the last seal made committable: everything before it is durable once that
     /// flush is.
@@ -138,6 +144,7 @@ impl PartitionState {
             next_offset: None,
             start_offset,
             segments: BTreeMap::new(),
+            cut: Vec::new(),
             durable,
             sealed_to: start_offset,
             max_event_ms: None,
@@ -156,7 +163,24 @@ impl PartitionState {
     pub(crate) fn push_row(&mut self, row: &Row<'_>, offset: i64, ingested_at_ms: i64) -> Handled {
         self.advance(offset);
         let hour = hour_of(row.observed_at_ms);
-        if self.durable.holds_row(hour, offset) {
+        if let Some(file_start) = self.durable.holder(hour, offset) {
+            // A file of the lake starts inside the open file's range (a replay over a lost
+            // file followed by one that was written): the open file ends just before it, so
+            // that the files of an hour never overlap, which compaction relies on.
+            if self.segments.get(&hour).is_some_and(|s| s.start < file_start)
+                && let Some(mut segment) = self.segments.remove(&hour)
+            {
+                let file = RawFile {
+                    kind: self.decoder.kind().kind.clone(),
+                    hour,
+                    topic: self.topic.to_string(),
+                    partition: self.partition,
+                    start: segment.start,
+                    end: file_start - 1,
+                    merged: false,
+                };
+                self.cut.push((file, segment.rows.finish(), segment.newest_event_ms));
+            }
             return Handled::AlreadyDurable;
         }
         self.max_event_ms = self.max_event_ms.max(Some(row.observed_at_ms));
@@ -188,7 +212,12 @@ impl PartitionState {
 
     /// Arrow bytes buffered.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.segments.values().map(Segment::bytes).sum()
+        self.segments.values().map(Segment::bytes).sum::<usize>()
+            + self
+                .cut
+                .iter()
+                .map(|(_, b, _)| b.get_array_memory_size())
+                .sum::<usize>()
     }
 
     /// Rolls the open files `due` picks: each becomes a file named by its first offset and
@@ -205,8 +234,12 @@ impl PartitionState {
             .map(|(hour, _)| *hour)
             .collect();
         let kind = self.decoder.kind().kind.clone();
-        let mut files = Vec::with_capacity(rolling.len());
+        let mut files = Vec::with_capacity(rolling.len() + self.cut.len());
         let mut newest_event_ms = None;
+        for (file, batch, newest) in self.cut.drain(..) {
+            newest_event_ms = newest_event_ms.max(Some(newest));
+            files.push((file, batch));
+        }
         for hour in rolling {
             let Some(mut segment) = self.segments.remove(&hour) else {
                 continue;
@@ -222,6 +255,7 @@ impl PartitionState {
                 partition: self.partition,
                 start: segment.start,
                 end: position - 1,
+                merged: false,
             };
             files.push((file, segment.rows.finish()));
         }
@@ -305,6 +339,41 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(0, 0, 5, 3), (1, 5, 5, 1)]);
         assert_eq!(sealed.next_offset, 6);
+    }
+
+    #[test]
+    fn a_replay_over_a_lost_file_ends_it_before_the_next_file_of_its_hour() {
+        // Hour 0 had two files, [0, 4] (lost in a crash) and [5, 9] (written); the commit was 0.
+        let mut first = state(&[], None);
+        for offset in 0..10 {
+            push(&mut first, offset, T0 + offset);
+            if offset == 4 {
+                let _lost = first.seal(|_, _| true).expect("rolled");
+            }
+        }
+        let written = first.seal(|_, _| true).expect("rolled");
+        let files: Vec<RawFile> = written.files.iter().map(|(f, _)| f.clone()).collect();
+        assert_eq!(files.iter().map(|f| (f.start, f.end)).collect::<Vec<_>>(), vec![(5, 9)]);
+        let mut replay = state(&files, Some(0));
+        let handled: Vec<bool> = (0..12)
+            .map(|offset| matches!(push(&mut replay, offset, T0 + offset), Handled::Buffered))
+            .collect();
+        assert_eq!(
+            handled,
+            [[true; 5], [false; 5]]
+                .concat()
+                .into_iter()
+                .chain([true, true])
+                .collect::<Vec<_>>()
+        );
+        let sealed = replay.seal(|_, _| true).expect("rolled");
+        let got: Vec<_> = sealed
+            .files
+            .iter()
+            .map(|(f, b)| (f.start, f.end, b.num_rows()))
+            .collect();
+        // The lost rows in a file that ends before the written one: no two files overlap.
+        assert_eq!(got, vec![(0, 4, 5), (10, 11, 2)]);
     }
 
     #[test]

@@ -387,7 +387,8 @@ fn poll_loop(
 /// A flush on its way to durability: the offsets to commit once its task succeeds.
 struct InFlight {
     task: JoinHandle<Result<FlushOutcome>>,
-    offsets: Vec<(Arc<str>, i32, i64)>,
+    /// (topic, partition, offset to commit, position whose rejects this flush acknowledges).
+    offsets: Vec<(Arc<str>, i32, i64, i64)>,
     sealed_at: Instant,
     newest_event_ms: Option<i64>,
 }
@@ -453,6 +454,10 @@ const RATIO_MIN_ARROW_BYTES: u64 = 256 << 10;
 const DEFAULT_LATENESS_MS: i64 = 60_000;
 
 const MS_PER_HOUR: i64 = 3_600_000;
+
+/// Prefix of the commit metadata that holds the offset below which every reject of the
+/// partition is acknowledged by the DLQ.
+const DLQ_ACKED: &str = "rade.dlq.acked=";
 
 /// Records between two reads of the wall clock in the hot loop.
 const CLOCK_EVERY: u64 = 64;
@@ -834,7 +839,8 @@ impl Pipeline {
             };
             if let Some(sealed) = state.seal(due) {
                 jobs.extend(sealed.files.into_iter().map(|(f, b)| Job::Raw(f, b)));
-                offsets.push((state.topic.clone(), state.partition, sealed.next_offset));
+                let acked = state.position().unwrap_or(sealed.next_offset);
+                offsets.push((state.topic.clone(), state.partition, sealed.next_offset, acked));
                 newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
             }
         }
@@ -1069,9 +1075,14 @@ impl Pipeline {
             }
         }
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in &flight.offsets {
+        for (topic, partition, next, acked) in &flight.offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|e| Error::kafka("building the commit", e))?;
+            // The commit trails the position by the files still open; its metadata says up
+            // to where the rejects are in the DLQ, so that a replay does not send them again.
+            if let Some(mut elem) = tpl.find_partition(topic, *partition) {
+                elem.set_metadata(format!("{DLQ_ACKED}{acked}"));
+            }
         }
         if tpl.count() > 0 {
             consumer
@@ -1087,14 +1098,24 @@ impl Pipeline {
             self.metrics
                 .end_to_end((chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0);
         }
-        for (topic, partition, next) in flight.offsets {
+        for (topic, partition, next, _) in flight.offsets {
             self.summary.committed.insert((topic.to_string(), partition), next);
         }
         Ok(())
     }
 
-    /// Seals and waits for every flush, committing each.
+    /// Seals and waits for every flush, committing each. After a fatal error, only waits
+    /// for the flushes still writing and commits nothing: no file of this worker lands after
+    /// its partitions have moved to another member, which would list the lake without it.
     fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        if self.failed {
+            while let Some(flight) = self.in_flight.pop_front() {
+                let _ = self.runtime.block_on(flight.task);
+            }
+            return Err(Error::Thread(
+                "an earlier error stopped the worker; nothing more is committed".into(),
+            ));
+        }
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
         self.seal(true);
@@ -1135,7 +1156,14 @@ impl Pipeline {
                 .collect();
             tracing::debug!(topic = %topic, partition = elem.partition(), committed = ?start, lake_files = files.len(), "partition assigned");
             let (windows, skip_before) = self.restore_windows(&topic, elem.partition(), &decoder, start)?;
-            let durable = Durable::new(&files, start.unwrap_or(0), skip_before);
+            // Rejects are in the DLQ below the offset the last commit's metadata gives, and below
+            // the restored window state's.
+            let acked = elem
+                .metadata()
+                .strip_prefix(DLQ_ACKED)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(i64::MIN);
+            let durable = Durable::new(&files, start.unwrap_or(0), skip_before.max(acked));
             let key: Arc<str> = topic.as_str().into();
             let view = windows.map(|w| {
                 let view = WindowView {

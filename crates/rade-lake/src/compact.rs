@@ -2,26 +2,28 @@
 //!
 //! # The protocol
 //! A raw file `<topic>__p<n>__<start>-<end>.parquet` holds every row of its Kafka partition
-//! and event hour with an offset in `[start, end]` (except those an older file of that hour
-//! holds). Files of one partition and hour never overlap.
+//! and event hour with an offset in `[start, end]`. Workers cut their open files short where a
+//! file of the lake starts (a replay), so the files of one partition and hour never overlap.
 //!
+//! 0. **One run at a time**: a run holds the lease `_rade/compact.lease` (create-only, with
+//!    its expiry); another run finds it and stops. An expired lease is taken over.
 //! 1. **Only settled files are merged**: those whose `end` is below the consumer group's
 //!    committed offset for their partition. No worker will write an offset in their range
 //!    again: a replay starts at the committed offset.
-//! 2. **The merged file is written create-only** under the same scheme, its range the union
-//!    of its inputs' (`[first start, last end]`). Its inputs are now *shadowed*: their range
-//!    is inside another file's of the same partition and hour.
-//! 3. **Readers skip shadowed files.** `rade query` lists through [`visible_store`], so a
-//!    listing that sees the merged file and its inputs reads the merged file only: no row is
-//!    seen twice. A worker's recovery reads both and finds the same rows durable either way.
+//! 2. **The merged file is written create-only**, named by the range of its inputs and marked
+//!    merged (`…__<start>-<end>__m.parquet`). Its inputs are a run of consecutive unmerged
+//!    settled files; any other file ends the run, so the merged range holds exactly them.
+//! 3. **Readers skip hidden files**: those inside a merged file's range. `rade query` lists
+//!    through [`visible_store`], so a listing that sees the merged file and its inputs reads
+//!    the merged file only: no row is seen twice. A worker's recovery reads both and finds
+//!    the same rows durable either way.
 //! 4. **Inputs are deleted after a grace period** (`grace`, 5 min by default), counted from
 //!    the merged file's creation: a query that listed the inputs before the merged file
 //!    existed has finished reading them by then, so no row goes missing under it.
 //!
 //! A crash at any step leaves a lake that readers see whole: before step 2 nothing changed;
-//! after it the merged file shadows its inputs, and the next run deletes them. Two runs at
-//! once write the same merged name (create-only: the second finds it there). Plain Hive
-//! readers (DuckDB, pyarrow) that do not skip shadowed files may see a partition-hour twice
+//! after it the merged file hides its inputs, and the next run deletes them. Plain Hive
+//! readers (DuckDB, pyarrow) that do not skip hidden files may see a partition-hour twice
 //! between steps 2 and 4; they can deduplicate on the lineage columns, or compaction can
 //! run with a grace of zero when nothing reads.
 
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, new_null_array};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,6 +61,9 @@ pub struct CompactOptions {
     pub grace: Duration,
     /// Report what would be done, change nothing.
     pub dry_run: bool,
+    /// How long the compaction lease lasts; a run renews it halfway, so a run that dies
+    /// blocks the next ones this long at most.
+    pub lease: Duration,
 }
 
 impl Default for CompactOptions {
@@ -68,6 +73,7 @@ impl Default for CompactOptions {
             target_size: 128 * 1024 * 1024,
             grace: Duration::from_secs(300),
             dry_run: false,
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct CompactReport {
     pub waiting: usize,
     /// Partitions whose files were left alone because no committed offset is known for them.
     pub unsettled_partitions: usize,
+    /// Partition-hours that could not be merged, and why.
+    pub failed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,15 +108,21 @@ type Group = (String, i64, String, i32);
 
 impl Lake {
     /// Merges the settled small raw files of each partition and hour, and deletes the files
-    /// that merged files have shadowed for longer than the grace period. `committed` holds
+    /// that merged files have hidden for longer than the grace period. `committed` holds
     /// the consumer group's committed offset per (topic, partition); partitions without one
-    /// are left alone.
+    /// are left alone. A partition-hour that cannot be merged (an unreadable file, columns
+    /// that do not convert) is reported and skipped; the others go on.
     pub async fn compact(
         &self,
         committed: &HashMap<(String, i32), i64>,
         options: &CompactOptions,
     ) -> Result<CompactReport> {
         let (store, root) = self.store();
+        let lease = if options.dry_run {
+            None
+        } else {
+            Some(self.take_lease(options).await?)
+        };
         let metas: Vec<ObjectMeta> = store
             .list(Some(&root.clone().join("raw")))
             .try_collect()
@@ -128,60 +142,158 @@ impl Lake {
         }
         let mut report = CompactReport::default();
         let mut unsettled = std::collections::HashSet::new();
-        let now = chrono::Utc::now();
-        for ((_, _, topic, partition), mut files) in groups {
-            files.sort_by_key(|l| (l.file.start, std::cmp::Reverse(l.file.end)));
-            // Step 4: delete what merged files have shadowed long enough.
-            let mut visible: Vec<Listed> = Vec::new();
-            for l in files {
-                match visible.last() {
-                    Some(cover) if cover.file.end >= l.file.end => {
-                        let age = (now - cover.meta.last_modified).to_std().unwrap_or_default();
-                        if age >= options.grace {
-                            if !options.dry_run {
-                                self.delete_object(&l.meta.location).await?;
-                            }
-                            report.deleted += 1;
-                        } else {
-                            report.waiting += 1;
-                        }
-                    }
-                    _ => visible.push(l),
-                }
+        let mut renewed = std::time::Instant::now();
+        for ((_, _, topic, partition), files) in groups {
+            // The lease is renewed halfway through its time: a run that dies frees it soon.
+            if let Some(lease) = &lease
+                && renewed.elapsed() >= options.lease / 2
+            {
+                self.renew_lease(lease, options).await?;
+                renewed = std::time::Instant::now();
             }
-            // Steps 1 and 2: merge runs of settled files.
-            let Some(&settled_before) = committed.get(&(topic.clone(), partition)) else {
-                unsettled.insert((topic, partition));
-                continue;
-            };
-            let settled: Vec<Listed> = visible.into_iter().filter(|l| l.file.end < settled_before).collect();
-            for run in runs(settled, options.target_size) {
-                if run.len() < options.min_files.max(2) {
-                    continue;
-                }
-                report.inputs += run.len();
-                report.merged += 1;
-                if options.dry_run {
-                    continue;
-                }
-                let (rows, written) = self.merge(&run).await?;
-                crate::crash::crash_point("after-merge");
-                report.rows += rows;
-                if let Written::Created { bytes } = written {
-                    report.bytes_written += bytes;
-                }
-                if options.grace.is_zero() {
-                    for l in &run {
-                        self.delete_object(&l.meta.location).await?;
-                        report.deleted += 1;
-                    }
-                } else {
-                    report.waiting += run.len();
-                }
+            let settled_before = committed.get(&(topic.clone(), partition)).copied();
+            if settled_before.is_none() {
+                unsettled.insert((topic.clone(), partition));
+            }
+            if let Err(e) = self.compact_group(files, settled_before, options, &mut report).await {
+                tracing::warn!(error = %e, "a partition-hour was not compacted");
+                report.failed.push(e.to_string());
             }
         }
         report.unsettled_partitions = unsettled.len();
+        if let Some(lease) = lease {
+            self.delete_object(&lease).await?;
+        }
         Ok(report)
+    }
+
+    /// One partition and hour: deletes the files hidden long enough, then merges runs of
+    /// settled unmerged files.
+    async fn compact_group(
+        &self,
+        mut files: Vec<Listed>,
+        settled_before: Option<i64>,
+        options: &CompactOptions,
+        report: &mut CompactReport,
+    ) -> Result<()> {
+        let now = chrono::Utc::now();
+        files.sort_by_key(|l| (l.file.start, std::cmp::Reverse(l.file.end)));
+        // Step 4: files inside a merged file's range go once that file is `grace` old.
+        let mut visible: Vec<Listed> = Vec::new();
+        for l in &files {
+            let cover = files
+                .iter()
+                .filter(|m| m.file.merged && hides(&m.file, &l.file))
+                .map(|m| m.meta.last_modified)
+                .min();
+            let Some(merged_at) = cover else {
+                visible.push(l.clone());
+                continue;
+            };
+            if (now - merged_at).to_std().unwrap_or_default() >= options.grace {
+                if !options.dry_run {
+                    self.delete_object(&l.meta.location).await?;
+                }
+                report.deleted += 1;
+            } else {
+                report.waiting += 1;
+            }
+        }
+        // Steps 1 and 2: runs of consecutive visible files that are settled and not merged
+        // yet. Any other visible file ends a run, so a merged file's range holds its inputs
+        // and nothing else (the files of an hour never overlap).
+        let Some(settled_before) = settled_before else {
+            return Ok(());
+        };
+        let mut candidates: Vec<Vec<Listed>> = vec![Vec::new()];
+        for l in visible {
+            if !l.file.merged && l.file.end < settled_before {
+                candidates.last_mut().expect("never empty").push(l);
+            } else {
+                candidates.push(Vec::new());
+            }
+        }
+        for run in candidates.into_iter().flat_map(|c| runs(c, options.target_size)) {
+            if run.len() < options.min_files.max(2) {
+                continue;
+            }
+            report.inputs += run.len();
+            report.merged += 1;
+            if options.dry_run {
+                continue;
+            }
+            let (rows, written) = self.merge(&run).await?;
+            crate::crash::crash_point("after-merge");
+            report.rows += rows;
+            if let Written::Created { bytes } = written {
+                report.bytes_written += bytes;
+            }
+            if options.grace.is_zero() {
+                for l in &run {
+                    self.delete_object(&l.meta.location).await?;
+                    report.deleted += 1;
+                }
+            } else {
+                report.waiting += run.len();
+            }
+        }
+        Ok(())
+    }
+
+    async fn renew_lease(&self, path: &Path, options: &CompactOptions) -> Result<()> {
+        let until = chrono::Utc::now().timestamp_millis() + options.lease.as_millis() as i64;
+        self.store()
+            .0
+            .put(path, PutPayload::from(until.to_string()))
+            .await
+            .map_err(|source| Error::Store {
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Takes the lake's compaction lease, `_rade/compact.lease`: created only if absent, it
+    /// holds the time it expires. A lease past its time (a compaction that died) is taken
+    /// over. Two compactions at once would write merged files whose ranges overlap.
+    async fn take_lease(&self, options: &CompactOptions) -> Result<Path> {
+        let (store, root) = self.store();
+        let path = root.clone().join("_rade").join("compact.lease");
+        let ttl = options.lease.as_millis() as i64;
+        for _ in 0..2 {
+            let until = chrono::Utc::now().timestamp_millis() + ttl;
+            match self
+                .put_create_only(path.clone(), Bytes::from(until.to_string()))
+                .await?
+            {
+                Written::Created { .. } => return Ok(path),
+                Written::AlreadyThere => {}
+            }
+            let held_until = match store.get(&path).await {
+                Ok(got) => got
+                    .bytes()
+                    .await
+                    .ok()
+                    .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse::<i64>().ok())
+                    .unwrap_or(0),
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(source) => {
+                    return Err(Error::Store {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+            };
+            if held_until > chrono::Utc::now().timestamp_millis() {
+                let at = chrono::DateTime::from_timestamp_millis(held_until).unwrap_or_default();
+                return Err(Error::Busy(format!(
+                    "another compaction holds {path} until {at}; if none runs, delete that object"
+                )));
+            }
+            tracing::warn!(%path, "taking over the lease of a compaction that did not finish");
+            self.delete_object(&path).await?;
+        }
+        Err(Error::Busy(format!("{path}: another compaction took the lease")))
     }
 
     /// Writes one file with every row of `run` (files of one partition and hour, in offset
@@ -208,10 +320,10 @@ impl Lake {
             batches.push((path, bytes));
         }
         let first = &run[0].file;
-        let last = &run[run.len() - 1].file;
         let merged = RawFile {
             start: first.start,
-            end: last.end,
+            end: run.iter().map(|l| l.file.end).max().unwrap_or(first.end),
+            merged: true,
             ..first.clone()
         };
         let path = merged.path(self.store().1);
@@ -255,27 +367,45 @@ fn runs(files: Vec<Listed>, target: u64) -> Vec<Vec<Listed>> {
     out
 }
 
-/// Decodes the inputs and encodes them as one Parquet file, under the union of their schemas.
+/// Decodes the inputs and encodes them as one Parquet file. Inputs written before a schema
+/// change differ: the columns are those of the newest input (the last), then any that only
+/// older ones have; a column an input lacks is null there, and older types are cast to the
+/// newest (an Avro int widened to long).
 fn rewrite(
     inputs: Vec<(String, Bytes)>,
     props: parquet::file::properties::WriterProperties,
 ) -> Result<(u64, Bytes), parquet::errors::ParquetError> {
+    let general = |m: String| parquet::errors::ParquetError::General(m);
     let mut readers = Vec::with_capacity(inputs.len());
-    let mut schemas = Vec::with_capacity(inputs.len());
+    let mut schemas: Vec<SchemaRef> = Vec::with_capacity(inputs.len());
     for (path, bytes) in inputs {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| parquet::errors::ParquetError::General(format!("{path}: {e}")))?;
-        schemas.push(builder.schema().as_ref().clone().with_metadata(HashMap::new()));
-        readers.push(builder.with_batch_size(64 * 1024).build()?);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| general(format!("{path}: {e}")))?;
+        schemas.push(builder.schema().clone());
+        readers.push((path, builder.with_batch_size(64 * 1024).build()?));
     }
-    let schema: SchemaRef =
-        Arc::new(Schema::try_merge(schemas).map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?);
+    let mut fields: Vec<Field> = Vec::new();
+    for schema in schemas.iter().rev() {
+        for f in schema.fields() {
+            if !fields.iter().any(|g| g.name() == f.name()) {
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    let fields: Vec<Field> = fields
+        .into_iter()
+        .map(|f| {
+            let everywhere = schemas.iter().all(|s| s.field_with_name(f.name()).is_ok());
+            let nullable = f.is_nullable() || !everywhere;
+            f.with_nullable(nullable)
+        })
+        .collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
     let mut rows = 0;
-    for reader in readers {
+    for (path, reader) in readers {
         for batch in reader {
-            let batch = conform(&batch?, &schema)?;
+            let batch = conform(&batch?, &schema).map_err(|e| general(format!("{path}: {e}")))?;
             rows += batch.num_rows() as u64;
             writer.write(&batch)?;
         }
@@ -284,17 +414,19 @@ fn rewrite(
     Ok((rows, Bytes::from(out)))
 }
 
-/// `batch` with the columns of `schema`, in its order; a column it lacks is null.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, parquet::errors::ParquetError> {
-    let columns: Vec<ArrayRef> = schema
+/// `batch` with the columns of `schema`, in its order; a column it lacks is null, one of
+/// another type is cast.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = schema
         .fields()
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => new_null_array(f.data_type(), batch.num_rows()),
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
         })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| parquet::errors::ParquetError::General(e.to_string()))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// A view of a store in which raw files shadowed by a merged file are not listed, for
@@ -314,29 +446,37 @@ impl std::fmt::Display for Visible {
     }
 }
 
-/// Drops the raw files whose range lies inside another listed file's of the same partition
+/// Drops the raw files whose range lies inside a listed merged file's of the same partition
 /// and hour.
 fn without_shadowed(metas: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
-    let mut ranges: HashMap<Group, Vec<(i64, i64)>> = HashMap::new();
     let parsed: Vec<Option<RawFile>> = metas.iter().map(|m| RawFile::parse(&m.location)).collect();
-    for f in parsed.iter().flatten() {
-        ranges
+    let mut merged: HashMap<Group, Vec<&RawFile>> = HashMap::new();
+    for f in parsed.iter().flatten().filter(|f| f.merged) {
+        merged
             .entry((f.kind.clone(), f.hour, f.topic.clone(), f.partition))
             .or_default()
-            .push((f.start, f.end));
+            .push(f);
     }
-    metas
-        .into_iter()
-        .zip(parsed)
-        .filter(|(_, f)| {
+    let keep: Vec<bool> = parsed
+        .iter()
+        .map(|f| {
             let Some(f) = f else { return true };
             let group = (f.kind.clone(), f.hour, f.topic.clone(), f.partition);
-            !ranges[&group]
-                .iter()
-                .any(|&(s, e)| s <= f.start && f.end <= e && (s, e) != (f.start, f.end))
+            !merged.get(&group).is_some_and(|ms| ms.iter().any(|m| hides(m, f)))
         })
+        .collect();
+    metas
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
         .map(|(m, _)| m)
         .collect()
+}
+
+/// Whether merged file `m` replaces `f`: `f` is another file inside its range. Only merged
+/// files hide others: a file a worker wrote may span a file it does not hold.
+fn hides(m: &RawFile, f: &RawFile) -> bool {
+    m.merged && m != f && m.start <= f.start && f.end <= m.end
 }
 
 #[async_trait]
@@ -425,6 +565,7 @@ mod tests {
             partition: 0,
             start,
             end,
+            merged: false,
         }
     }
 
@@ -473,7 +614,13 @@ mod tests {
         // Old rows get nulls for the column they lack.
         let (store, root) = lake.store();
         let bytes = store
-            .get(&file(0, 19).path(root))
+            .get(
+                &RawFile {
+                    merged: true,
+                    ..file(0, 19)
+                }
+                .path(root),
+            )
             .await
             .expect("merged")
             .bytes()
@@ -506,6 +653,50 @@ mod tests {
             .map(|f| (f.start, f.end))
             .collect();
         assert_eq!(left, vec![(0, 19), (20, 29)]);
+    }
+
+    #[tokio::test]
+    async fn only_merged_files_hide_others_and_one_compaction_runs_at_a_time() {
+        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("lake"), "memory://");
+        // A replay before the worker cut its files short could span a file it does not hold.
+        lake.write_raw(&file(0, 9), vec![batch(0..7, false)])
+            .await
+            .expect("written");
+        lake.write_raw(&file(3, 5), vec![batch(7..10, false)])
+            .await
+            .expect("written");
+        assert_eq!(visible_names(&lake).await, vec![(0, 9), (3, 5)]);
+        // A lease held by another run: this one refuses to start.
+        let (store, root) = lake.store();
+        let lease = root.clone().join("_rade").join("compact.lease");
+        let later = chrono::Utc::now().timestamp_millis() + 60_000;
+        store
+            .put(&lease, PutPayload::from(later.to_string()))
+            .await
+            .expect("lease");
+        let committed = HashMap::from([(("t".to_owned(), 0), 10)]);
+        let now = CompactOptions {
+            grace: Duration::ZERO,
+            ..CompactOptions::default()
+        };
+        assert!(matches!(lake.compact(&committed, &now).await, Err(Error::Busy(_))));
+        // An expired lease (a run that died) is taken over.
+        store
+            .put(&lease, PutPayload::from((later - 120_000).to_string()))
+            .await
+            .expect("lease");
+        let report = lake.compact(&committed, &now).await.expect("compacted");
+        assert_eq!(
+            (report.merged, report.inputs, report.rows, report.deleted),
+            (1, 2, 10, 2)
+        );
+        let left = lake.raw_files("noise", "t").await.expect("listed");
+        assert_eq!(left.len(), 1);
+        assert!(left[0].merged && (left[0].start, left[0].end) == (0, 9));
+        assert!(matches!(
+            store.head(&lease).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
     }
 
     #[tokio::test]

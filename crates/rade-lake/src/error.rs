@@ -12,6 +12,8 @@ pub enum Error {
     },
     #[error("query: {0}")]
     Query(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("Parquet encoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

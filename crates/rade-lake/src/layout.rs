@@ -19,10 +19,14 @@ pub struct RawFile {
     pub partition: i32,
     pub start: i64,
     pub end: i64,
+    /// Written by compaction from the files of its range (name ends in `__m.parquet`): it
+    /// hides the unmerged files inside its range from readers until they are deleted.
+    pub merged: bool,
 }
 
 impl RawFile {
-    /// `raw/kind=<kind>/date=<YYYY-MM-DD>/hour=<HH>/<topic>__p<partition>__<start>-<end>.parquet`
+    /// `raw/kind=<kind>/date=<YYYY-MM-DD>/hour=<HH>/<topic>__p<partition>__<start>-<end>.parquet`,
+    /// `…__<start>-<end>__m.parquet` for a merged file.
     pub fn path(&self, root: &Path) -> Path {
         let t = DateTime::from_timestamp_millis(self.hour * MS_PER_HOUR).unwrap_or_default();
         let mut p = root.clone();
@@ -33,8 +37,12 @@ impl RawFile {
             format!("hour={:02}", t.hour()),
             // Zero-padded offsets so that names sort in offset order.
             format!(
-                "{}__p{}__{:020}-{:020}.parquet",
-                self.topic, self.partition, self.start, self.end
+                "{}__p{}__{:020}-{:020}{}.parquet",
+                self.topic,
+                self.partition,
+                self.start,
+                self.end,
+                if self.merged { "__m" } else { "" }
             ),
         ] {
             p = p.join(part);
@@ -60,6 +68,10 @@ impl RawFile {
         let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
         let t = day.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis();
         let name = parts[n - 1].as_ref().strip_suffix(".parquet")?;
+        let (name, merged) = match name.strip_suffix("__m") {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
         let mut it = name.rsplitn(3, "__");
         let (range, partition, topic) = (it.next()?, it.next()?, it.next()?);
         let partition = partition.strip_prefix('p')?.parse().ok()?;
@@ -71,6 +83,7 @@ impl RawFile {
             partition,
             start: start.parse().ok()?,
             end: end.parse().ok()?,
+            merged,
         })
     }
 }
@@ -209,6 +222,7 @@ mod tests {
             partition: 2,
             start: 17,
             end: 4711,
+            merged: false,
         };
         let p = f.path(&Path::from("lake"));
         assert_eq!(
@@ -231,8 +245,12 @@ mod tests {
             partition: 0,
             start: 0,
             end: 0,
+            merged: false,
         };
-        assert_eq!(RawFile::parse(&f.path(&Path::default())), Some(f));
+        assert_eq!(RawFile::parse(&f.path(&Path::default())), Some(f.clone()));
+        let m = RawFile { merged: true, ..f };
+        assert!(m.path(&Path::default()).as_ref().ends_with("__m.parquet"));
+        assert_eq!(RawFile::parse(&m.path(&Path::default())), Some(m));
     }
 
     #[test]

@@ -153,6 +153,7 @@ mod tests {
             partition: 0,
             start: 0,
             end: 1,
+            merged: false,
         };
         lake.write_raw(&file, vec![b.finish()]).await.expect("written");
         let ctx = query_session(&lake, &catalog).await.expect("session");

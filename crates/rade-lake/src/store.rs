@@ -399,6 +399,7 @@ mod tests {
             partition: 1,
             start,
             end,
+            merged: false,
         }
     }
 

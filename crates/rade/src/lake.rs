@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use rade_lake::{CompactOptions, Lake};
 
+use crate::config::LogFormat;
 use crate::run::{EXIT_CONFIG, load_config};
 
 #[derive(Debug, Subcommand)]
@@ -32,6 +33,10 @@ pub struct CompactArgs {
     /// that may have listed them); `0s` deletes them at once.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     grace: Duration,
+    /// How long the lake's compaction lease lasts (renewed halfway): after a run that died,
+    /// the next one waits this long.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    lease: Duration,
     /// Print what would be merged and deleted, change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -47,6 +52,7 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = load_config(args.config.as_deref()) else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
+    rade_telemetry::init_tracing(config.log == LogFormat::Json);
     let kinds: Vec<String> = if config.kafka.kinds.is_empty() {
         config.catalog.kinds().iter().map(|k| k.kind.clone()).collect()
     } else {
@@ -62,11 +68,18 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         target_size: args.target_size.as_u64(),
         grace: args.grace,
         dry_run: args.dry_run,
+        lease: args.lease,
     };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
-    let report = runtime
-        .block_on(lake.compact(&committed, &options))
-        .with_context(|| format!("while compacting {}", config.lake_url))?;
+    let report = match runtime.block_on(lake.compact(&committed, &options)) {
+        Ok(report) => report,
+        // Another run holds the lease: nothing to do now (a CronJob tries again later).
+        Err(rade_lake::Error::Busy(message)) => {
+            eprintln!("nothing done: {message}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e).with_context(|| format!("while compacting {}", config.lake_url)),
+    };
     let verb = if args.dry_run { "would merge" } else { "merged" };
     println!(
         "{verb} {} files into {} ({} rows, {} written); {} merged files deleted, {} waiting for their grace period; {} partitions not committed yet left alone",
@@ -78,5 +91,12 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         report.waiting,
         report.unsettled_partitions
     );
-    Ok(ExitCode::SUCCESS)
+    for problem in &report.failed {
+        eprintln!("not compacted: {problem}");
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
