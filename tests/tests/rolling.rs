@@ -124,4 +124,27 @@ async fn files_roll_on_the_watermark_on_size_and_on_age() {
     offsets.sort();
     let end = committed_and_ends(&setup.group, &setup.raw_topics[0])[0].2;
     assert_eq!(offsets, (0..end).collect::<Vec<_>>());
+
+    // `rade query --explain` names the files a query reads: a filter on the Hive columns
+    // reads hour 0's file and no other.
+    let t = chrono::DateTime::from_timestamp_millis(h0).expect("a time");
+    let out = std::process::Command::new(rade_bin())
+        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
+        .arg(schemas_dir())
+        .arg("--explain")
+        .arg(format!(
+            "SELECT avg(LAeq) FROM raw_noise WHERE date = '{}' AND hour = '{}'",
+            t.format("%Y-%m-%d"),
+            t.format("%H")
+        ))
+        .output()
+        .expect("rade query runs");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let name = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let hour0 = name(&files_of_hour(&lake, h0)[0]);
+    assert!(plan.contains(&hour0), "{hour0} not in the plan:\n{plan}");
+    for other in [h0 + HOUR, h2, h4].iter().flat_map(|h| files_of_hour(&lake, *h)) {
+        assert!(!plan.contains(&name(&other)), "{} read:\n{plan}", name(&other));
+    }
 }

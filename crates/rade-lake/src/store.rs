@@ -440,7 +440,7 @@ mod tests {
             .bytes()
             .await
             .expect("bytes");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).expect("parquet");
         let meta = reader.metadata().clone();
         assert_eq!(meta.file_metadata().num_rows(), 10);
         assert!(
@@ -451,5 +451,14 @@ mod tests {
                 .starts_with("ZSTD")
         );
         assert!(meta.row_group(0).column(0).statistics().is_some());
+        // The page index (column and offset indexes) is there for readers to prune pages.
+        let with_index = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
+            &bytes,
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+        )
+        .expect("metadata");
+        assert!(with_index.metadata().column_index().is_some());
+        assert!(with_index.metadata().offset_index().is_some());
     }
 }
