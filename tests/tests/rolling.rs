@@ -148,3 +148,71 @@ async fn files_roll_on_the_watermark_on_size_and_on_age() {
         assert!(!plan.contains(&name(&other)), "{} read:\n{plan}", name(&other));
     }
 }
+
+/// The sum of a counter over its labels in a worker's `/metrics`.
+async fn counter(addr: &str, name: &str) -> f64 {
+    let Some((200, body)) = http_get(&format!("http://{addr}/metrics")).await else {
+        return -1.0;
+    };
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_rolls_the_files_of_the_partitions_that_move_only() {
+    let setup = Setup::new(&["noise"], 2).await;
+    let config = setup.config("[windows]\nenabled = false\n");
+    let lake = setup.lake();
+    let mut sim = setup.simulator(8);
+    let h0 = (now_ms() / HOUR - 6) * HOUR;
+    let env = [("RADE__WORKER__ROLL_INTERVAL", "1h")];
+    let first = worker(&setup, &config, "first.log", &env);
+    let records: Vec<_> = (0..400)
+        .map(|i| sim.valid(h0 + i * 5_000, FormatChoice::Mixed))
+        .collect();
+    let produced = produce(&setup.prefix, records).await;
+    let partitions: std::collections::BTreeSet<i32> = produced.iter().map(|p| p.partition).collect();
+    assert_eq!(partitions.len(), 2, "both partitions have readings");
+    // The first worker has read everything, its two files are open, nothing is committed.
+    assert!(wait_until(Duration::from_secs(60), || log_value(
+        &setup.log("first.log"),
+        "addr"
+    )
+    .is_some()));
+    let addr = log_value(&setup.log("first.log"), "addr").expect("metrics address");
+    assert!(
+        wait_until_async(Duration::from_secs(60), || async {
+            counter(&addr, "rade_records_consumed_total").await == 400.0
+        })
+        .await
+    );
+    assert!(parquet_files(&lake.join("raw")).is_empty());
+
+    // A second worker joins: one partition moves (cooperative rebalance). Its file rolls and
+    // is committed; the partition that stays keeps its file open and its commit where it was.
+    let second = worker(&setup, &config, "second.log", &env);
+    assert!(
+        wait_until(Duration::from_secs(60), || parquet_files(&lake.join("raw")).len() == 1),
+        "{}",
+        std::fs::read_to_string(setup.log("first.log")).unwrap_or_default()
+    );
+    let state = committed_and_ends(&setup.group, &setup.raw_topics[0]);
+    let moved: Vec<_> = state.iter().filter(|(_, c, end)| *c == Some(*end)).collect();
+    // Its first offset is in the open file: nothing past it is committed.
+    let kept: Vec<_> = state
+        .iter()
+        .filter(|(_, c, end)| c.unwrap_or(0) == 0 && *end > 0)
+        .collect();
+    assert_eq!((moved.len(), kept.len()), (1, 1), "{state:?}");
+    let file = parquet_files(&lake.join("raw")).remove(0);
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    assert!(name.contains(&format!("__p{}__", moved[0].0)), "{name}");
+
+    // Both stop cleanly: the kept file rolls then, and every reading is there once.
+    stop(&setup, second, "second.log");
+    stop(&setup, first, "first.log");
+    assert_committed_to_end(&setup.group, &setup.raw_topics);
+    check_lake_and_dlq(&catalog(), &produced, &read_lake(&lake), &[]);
+}

@@ -403,6 +403,17 @@ struct FlushOutcome {
     written: Vec<(Table, Written)>,
 }
 
+/// Which open files a seal rolls whatever their size, age and hour.
+#[derive(Clone, Copy)]
+enum Roll<'a> {
+    /// Only those that are due.
+    Due,
+    /// Every one (stop, end of input).
+    All,
+    /// Every one of these partitions (being revoked).
+    Partitions(&'a HashSet<(String, i32)>),
+}
+
 /// A write of a flush: a raw file or a file of closed windows or alerts.
 enum Job {
     Raw(RawFile, arrow::record_batch::RecordBatch),
@@ -765,7 +776,7 @@ impl Pipeline {
                 .flat_map(|s| s.segments.values())
                 .any(|seg| seg.bytes() >= roll_arrow);
         if time || big {
-            self.seal(false);
+            self.seal(Roll::Due);
         }
         self.complete(consumer, false)?;
         while self.in_flight.len() > self.config.max_in_flight {
@@ -779,13 +790,13 @@ impl Pipeline {
         (self.config.roll_size.as_u64() as f64 / self.parquet_ratio.max(0.01)) as usize
     }
 
-    /// Rolls the files that are due (`all`: every open file) into one flush task: DLQ
+    /// Rolls the files that are due (and those `roll` forces) into one flush task: DLQ
     /// acknowledgements first, then files, then the window state; the commit follows.
     ///
     /// A file is due when it reaches `roll_size`, when it has been open `roll_interval`, when
     /// the partition's watermark has left its hour (no on-time row can come for it), or when
     /// the buffers exceed `flush_size` and it is among the largest.
-    fn seal(&mut self, all: bool) {
+    fn seal(&mut self, roll: Roll<'_>) {
         self.first_pending_at = None;
         self.last_seal = Instant::now();
         let roll_arrow = self.roll_arrow_bytes();
@@ -799,7 +810,7 @@ impl Pipeline {
         let mut squeezed: HashSet<(Arc<str>, i32, i64)> = HashSet::new();
         let budget = self.config.flush_size.as_u64() as usize;
         let mut buffered = self.buffered_bytes();
-        if !all && buffered >= budget {
+        if matches!(roll, Roll::Due) && buffered >= budget {
             let mut open: Vec<(usize, Arc<str>, i32, i64)> = self
                 .partitions
                 .values()
@@ -831,6 +842,11 @@ impl Pipeline {
             };
             let topic = state.topic.clone();
             let partition = state.partition;
+            let all = match roll {
+                Roll::Due => false,
+                Roll::All => true,
+                Roll::Partitions(set) => set.contains(&(topic.to_string(), partition)),
+            };
             let due = |hour: i64, seg: &Segment| {
                 all || seg.bytes() >= roll_arrow
                     || seg.opened.elapsed() >= roll_interval
@@ -1108,6 +1124,11 @@ impl Pipeline {
     /// for the flushes still writing and commits nothing: no file of this worker lands after
     /// its partitions have moved to another member, which would list the lake without it.
     fn drain(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        self.drain_rolling(consumer, Roll::All)
+    }
+
+    /// [`Pipeline::drain`], rolling the open files `roll` forces and those that are due.
+    fn drain_rolling(&mut self, consumer: &IngestConsumer, roll: Roll<'_>) -> Result<()> {
         if self.failed {
             while let Some(flight) = self.in_flight.pop_front() {
                 let _ = self.runtime.block_on(flight.task);
@@ -1118,7 +1139,7 @@ impl Pipeline {
         }
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
-        self.seal(true);
+        self.seal(roll);
         self.complete(consumer, true)
     }
 
@@ -1298,8 +1319,14 @@ impl Pipeline {
 
     fn revoke(&mut self, consumer: &IngestConsumer, tpl: &TopicPartitionList) -> Result<()> {
         // What was read from a partition must be durable and committed before another
-        // member can read it again.
-        let result = self.drain(consumer);
+        // member can read it again. The partitions kept (a cooperative rebalance) keep their
+        // open files: a rebalance does not cut every file short.
+        let revoked: HashSet<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let result = self.drain_rolling(consumer, Roll::Partitions(&revoked));
         for elem in tpl.elements() {
             if let Some(t) = self.partitions.get_mut(elem.topic())
                 && let Some(state) = t.remove(&elem.partition())
