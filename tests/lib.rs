@@ -755,3 +755,23 @@ pub fn query_lake(lake: &Path, sql: &str) -> String {
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The lineage key of a raw row as one SQL value: `(_topic, _partition, _offset)`.
+pub const LINEAGE_KEY: &str = "concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))";
+
+/// SQL giving the rows `n` and the distinct lineage keys `d` of a raw table: equal when no
+/// record is there twice.
+pub fn lineage_counts_sql(table: &str) -> String {
+    format!("SELECT count(*) AS n, count(DISTINCT {LINEAGE_KEY}) AS d FROM {table}")
+}
+
+/// Runs `rade lake compact --config <config> <args>` with `env`, to its end.
+pub fn rade_lake_compact(config: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(rade_bin())
+        .args(["lake", "compact", "--config", config.to_str().expect("a UTF-8 path")])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("rade lake compact runs")
+}

@@ -11,13 +11,14 @@ use rade_sim::FormatChoice;
 
 const KINDS: [&str; 2] = ["noise", "water_level"];
 const WIDE_LATENESS: &str = "[windows]\nallowed_lateness = \"4h\"\n";
-const COUNT_SQL: &str = "SELECT (SELECT count(*) FROM raw_noise) + (SELECT count(*) FROM raw_water_level) AS n, \
-     (SELECT count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) FROM raw_noise) \
-     + (SELECT count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) FROM raw_water_level) AS d";
 
 /// (rows, distinct lineage keys) over both raw tables.
 fn counts(lake: &Path) -> (i64, i64) {
-    let csv = query_lake(lake, COUNT_SQL);
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM raw_noise) + (SELECT count(*) FROM raw_water_level) AS n, \
+         (SELECT count(DISTINCT {LINEAGE_KEY}) FROM raw_noise) + (SELECT count(DISTINCT {LINEAGE_KEY}) FROM raw_water_level) AS d"
+    );
+    let csv = query_lake(lake, &sql);
     let line = csv.lines().nth(1).unwrap_or_default().to_owned();
     let mut it = line.split(',').map(|v| v.parse::<i64>().unwrap_or(-1));
     (it.next().unwrap_or(-1), it.next().unwrap_or(-1))
@@ -25,22 +26,8 @@ fn counts(lake: &Path) -> (i64, i64) {
 
 /// Runs `rade lake compact`; its exit status and what it printed.
 fn compact(config: &Path, grace: &str, env: &[(&str, &str)], log: &Path) -> (std::process::ExitStatus, String) {
-    let out = std::process::Command::new(rade_bin())
-        .args([
-            "lake",
-            "compact",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--grace",
-            grace,
-            // A run that dies blocks the next ones for the lease's time.
-            "--lease",
-            "2s",
-        ])
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("rade lake compact runs");
+    // A run that dies blocks the next ones for the lease's time.
+    let out = rade_lake_compact(config, &["--grace", grace, "--lease", "2s"], env);
     std::fs::write(log, &out.stderr).expect("log written");
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
 }

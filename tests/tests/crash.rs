@@ -46,9 +46,7 @@ async fn sigkill_at_every_step_of_a_flush_loses_and_doubles_nothing() {
     for kind in KINDS {
         let csv = query_lake(
             &setup.lake(),
-            &format!(
-                "SELECT count(*) - count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) AS dup FROM raw_{kind}"
-            ),
+            &format!("SELECT count(*) - count(DISTINCT {LINEAGE_KEY}) AS dup FROM raw_{kind}"),
         );
         assert_eq!(csv.lines().nth(1), Some("0"), "{kind}: {csv}");
     }

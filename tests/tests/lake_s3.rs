@@ -84,12 +84,7 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
         // Every valid record once, proven with the lineage columns, read back from S3.
         let mut total = 0;
         for kind in ["noise", "weather"] {
-            let csv = query(
-                &lake,
-                &format!(
-                    "SELECT count(*) AS n, count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) AS d FROM raw_{kind}"
-                ),
-            );
+            let csv = query(&lake, &lineage_counts_sql(&format!("raw_{kind}")));
             let line = csv.lines().nth(1).expect("a row");
             let (n, d) = line.split_once(',').expect("two columns");
             assert_eq!(n, d, "{round}: duplicate rows in raw_{kind}");
@@ -119,18 +114,7 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
         run_until_caught_up(&config, &env, &setup.log(&format!("more{round}.log")));
     }
     let before = raw_objects(&bucket).await;
-    let out = Command::new(rade_bin())
-        .args([
-            "lake",
-            "compact",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--grace",
-            "0s",
-        ])
-        .envs(env.iter().copied())
-        .output()
-        .expect("rade lake compact runs");
+    let out = rade_lake_compact(&config, &["--grace", "0s"], &env);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -144,12 +128,7 @@ async fn the_worker_writes_the_lake_on_s3_once_and_rade_query_reads_it() {
     );
     let mut rows = 0;
     for kind in ["noise", "weather"] {
-        let csv = query(
-            &lake,
-            &format!(
-                "SELECT count(*) AS n, count(DISTINCT concat(_topic, '/', CAST(_partition AS VARCHAR), '/', CAST(_offset AS VARCHAR))) AS d FROM raw_{kind}"
-            ),
-        );
+        let csv = query(&lake, &lineage_counts_sql(&format!("raw_{kind}")));
         let (n, d) = csv.lines().nth(1).and_then(|l| l.split_once(',')).expect("two columns");
         assert_eq!(n, d, "duplicate rows in raw_{kind} after compaction");
         rows += n.parse::<usize>().expect("a count");

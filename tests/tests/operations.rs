@@ -252,7 +252,12 @@ async fn workers_joining_and_leaving_under_load_lose_and_double_nothing() {
     assert!(!producer.is_finished(), "the load ended before the third worker joined");
     // One leaves while the load goes on: its partitions move to the others.
     signal(&one, 15);
-    assert!(wait_exit(&mut one, Duration::from_secs(40), &one_log).success());
+    let status = wait_exit(&mut one, Duration::from_secs(40), &one_log);
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        std::fs::read_to_string(&one_log).unwrap_or_default()
+    );
     let produced = producer.await.expect("producer");
     let total = produced.len() as i64;
     assert!(
@@ -265,7 +270,12 @@ async fn workers_joining_and_leaving_under_load_lose_and_double_nothing() {
     );
     for (child, log) in [(&mut two, &two_log), (&mut three, &three_log)] {
         signal(child, 15);
-        assert!(wait_exit(child, Duration::from_secs(40), log).success());
+        let status = wait_exit(child, Duration::from_secs(40), log);
+        assert!(
+            status.success(),
+            "{status:?}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
     let rows = read_lake(&setup.lake());
     let dlq = read_topic(&setup.dlq);

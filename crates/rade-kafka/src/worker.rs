@@ -1101,9 +1101,22 @@ impl Pipeline {
             }
         }
         if tpl.count() > 0 {
-            consumer
-                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-                .map_err(|e| Error::kafka("committing offsets", e))?;
+            match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+                Ok(()) => {}
+                // The group is between two generations (a member joins or leaves while this
+                // one stops or commits): the files are durable, only the offsets wait. The
+                // next commit covers them, or the partition's next owner replays from the
+                // last commit and finds the rows in the lake.
+                Err(KafkaError::ConsumerCommit(
+                    code @ (RDKafkaErrorCode::RebalanceInProgress
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId),
+                )) => {
+                    warn!(error = %code, "offsets not committed while the group rebalances; the next commit or owner covers them");
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::kafka("committing offsets", e)),
+            }
         }
         self.metrics.committed(flight.sealed_at.elapsed().as_secs_f64());
         tracing::debug!(
