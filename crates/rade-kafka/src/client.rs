@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rade_schema::{Catalog, KindSchema};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -42,6 +45,22 @@ impl KafkaConfig {
     /// The raw topic of a kind.
     pub fn raw_topic(&self, kind: &str) -> String {
         format!("{}{kind}", self.raw_topic_prefix)
+    }
+
+    /// The kinds the workers ingest: `kinds`, or every kind of the catalog when it is empty.
+    pub fn ingested_kinds(&self, catalog: &Catalog) -> crate::Result<Vec<Arc<KindSchema>>> {
+        if self.kinds.is_empty() {
+            return Ok(catalog.kinds().to_vec());
+        }
+        self.kinds
+            .iter()
+            .map(|k| {
+                catalog.kind(k).cloned().ok_or_else(|| crate::Error::UnknownTopic {
+                    topic: self.raw_topic(k),
+                    prefix: self.raw_topic_prefix.clone(),
+                })
+            })
+            .collect()
     }
 }
 

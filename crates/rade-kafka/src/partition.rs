@@ -168,18 +168,10 @@ impl PartitionState {
             // file followed by one that was written): the open file ends just before it, so
             // that the files of an hour never overlap, which compaction relies on.
             if self.segments.get(&hour).is_some_and(|s| s.start < file_start)
-                && let Some(mut segment) = self.segments.remove(&hour)
+                && let Some(segment) = self.segments.remove(&hour)
             {
-                let file = RawFile {
-                    kind: self.decoder.kind().kind.clone(),
-                    hour,
-                    topic: self.topic.to_string(),
-                    partition: self.partition,
-                    start: segment.start,
-                    end: file_start - 1,
-                    merged: false,
-                };
-                self.cut.push((file, segment.rows.finish(), segment.newest_event_ms));
+                let closed = self.close(hour, segment, file_start - 1);
+                self.cut.push(closed);
             }
             return Handled::AlreadyDurable;
         }
@@ -233,39 +225,16 @@ impl PartitionState {
             .filter(|(hour, segment)| due(**hour, segment))
             .map(|(hour, _)| *hour)
             .collect();
-        let kind = self.decoder.kind().kind.clone();
-        let mut files = Vec::with_capacity(rolling.len() + self.cut.len());
-        let mut newest_event_ms = None;
-        for (file, batch, newest) in self.cut.drain(..) {
-            newest_event_ms = newest_event_ms.max(Some(newest));
-            files.push((file, batch));
-        }
+        let mut closed = std::mem::take(&mut self.cut);
         for hour in rolling {
-            let Some(mut segment) = self.segments.remove(&hour) else {
-                continue;
-            };
-            if segment.rows.is_empty() {
-                continue;
+            if let Some(segment) = self.segments.remove(&hour) {
+                closed.push(self.close(hour, segment, position - 1));
             }
-            newest_event_ms = newest_event_ms.max(Some(segment.newest_event_ms));
-            let file = RawFile {
-                kind: kind.clone(),
-                hour,
-                topic: self.topic.to_string(),
-                partition: self.partition,
-                start: segment.start,
-                end: position - 1,
-                merged: false,
-            };
-            files.push((file, segment.rows.finish()));
         }
-        let commit = self
-            .segments
-            .values()
-            .map(|s| s.start)
-            .min()
-            .unwrap_or(position)
-            .min(position);
+        let newest_event_ms = closed.iter().map(|c| c.2).max();
+        let files: Vec<_> = closed.into_iter().map(|(file, batch, _)| (file, batch)).collect();
+        // Open files start before the position: the commit waits at the oldest.
+        let commit = self.segments.values().map(|s| s.start).min().unwrap_or(position);
         if files.is_empty() && self.sealed_to.is_some_and(|s| s >= commit) {
             return None;
         }
@@ -275,6 +244,20 @@ impl PartitionState {
             next_offset: commit,
             newest_event_ms,
         })
+    }
+
+    /// An open file of `hour` as the file `[its start, end]`, its rows, its newest event.
+    fn close(&self, hour: i64, mut segment: Segment, end: i64) -> (RawFile, RecordBatch, i64) {
+        let file = RawFile {
+            kind: self.decoder.kind().kind.clone(),
+            hour,
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            start: segment.start,
+            end,
+            merged: false,
+        };
+        (file, segment.rows.finish(), segment.newest_event_ms)
     }
 
     /// The offset the window state of a flush is taken at.

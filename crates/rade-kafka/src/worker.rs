@@ -177,20 +177,7 @@ impl Worker {
 
     /// The raw topics this worker subscribes to, with their decoders.
     fn decoders(&self) -> Result<HashMap<String, Decoder>> {
-        let kinds: Vec<_> = if self.kafka.kinds.is_empty() {
-            self.catalog.kinds().to_vec()
-        } else {
-            self.kafka
-                .kinds
-                .iter()
-                .map(|k| {
-                    self.catalog.kind(k).cloned().ok_or_else(|| Error::UnknownTopic {
-                        topic: self.kafka.raw_topic(k),
-                        prefix: self.kafka.raw_topic_prefix.clone(),
-                    })
-                })
-                .collect::<Result<_>>()?
-        };
+        let kinds = self.kafka.ingested_kinds(&self.catalog)?;
         Ok(kinds
             .into_iter()
             .map(|k| {
@@ -761,20 +748,18 @@ impl Pipeline {
     fn maybe_flush(&mut self, consumer: &IngestConsumer) -> Result<()> {
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
-        let open = self
+        // One pass over the open files: whether there are any, and the largest.
+        let largest = self
             .partitions
             .values()
             .flat_map(|t| t.values())
-            .any(|s| !s.segments.is_empty());
-        let time = self.last_seal.elapsed() >= self.config.flush_interval && (open || self.first_pending_at.is_some());
-        let roll_arrow = self.roll_arrow_bytes();
-        let big = self.buffered_bytes() >= self.config.flush_size.as_u64() as usize
-            || self
-                .partitions
-                .values()
-                .flat_map(|t| t.values())
-                .flat_map(|s| s.segments.values())
-                .any(|seg| seg.bytes() >= roll_arrow);
+            .flat_map(|s| s.segments.values())
+            .map(Segment::bytes)
+            .max();
+        let time = self.last_seal.elapsed() >= self.config.flush_interval
+            && (largest.is_some() || self.first_pending_at.is_some());
+        let big = largest.is_some_and(|b| b >= self.roll_arrow_bytes())
+            || self.buffered_bytes() >= self.config.flush_size.as_u64() as usize;
         if time || big {
             self.seal(Roll::Due);
         }
@@ -954,8 +939,6 @@ impl Pipeline {
             // whenever any of its aggregates are.
             let (derived_jobs, raw_jobs): (Vec<Job>, Vec<Job>) =
                 jobs.into_iter().partition(|j| matches!(j, Job::Derived(..)));
-            let mut raw_arrow_bytes = 0;
-            let mut raw_parquet_bytes = 0;
             let mut derived_jobs = derived_jobs;
             derived_jobs.sort_by_key(|j| match j {
                 Job::Derived(f, _) => !matches!(f.table, DerivedTable::Alerts),
@@ -986,16 +969,15 @@ impl Pipeline {
                 .buffer_unordered(2)
                 .try_collect()
                 .await?;
-            let mut written: Vec<(Table, Written)> = written
-                .into_iter()
-                .map(|(table, w, arrow)| {
-                    if let Written::Created { bytes } = w {
-                        raw_arrow_bytes += arrow;
-                        raw_parquet_bytes += bytes;
-                    }
-                    (table, w)
-                })
-                .collect();
+            // Parquet bytes per Arrow byte of the raw files created: the ratio rolling uses.
+            let (mut raw_arrow_bytes, mut raw_parquet_bytes) = (0, 0);
+            for (_, w, arrow) in &written {
+                if let Written::Created { bytes } = w {
+                    raw_arrow_bytes += arrow;
+                    raw_parquet_bytes += bytes;
+                }
+            }
+            let mut written: Vec<(Table, Written)> = written.into_iter().map(|(table, w, _)| (table, w)).collect();
             // The window state is saved last, and only once every earlier flush is durable:
             // a restored state never runs ahead of what the lake holds.
             if let Some(earlier) = earlier_durable {

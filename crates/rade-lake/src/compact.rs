@@ -40,8 +40,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -106,6 +106,10 @@ struct Listed {
 /// (kind, hour, topic, partition): the files that may be merged together.
 type Group = (String, i64, String, i32);
 
+fn group(f: &RawFile) -> Group {
+    (f.kind.clone(), f.hour, f.topic.clone(), f.partition)
+}
+
 impl Lake {
     /// Merges the settled small raw files of each partition and hour, and deletes the files
     /// that merged files have hidden for longer than the grace period. `committed` holds
@@ -117,27 +121,16 @@ impl Lake {
         committed: &HashMap<(String, i32), i64>,
         options: &CompactOptions,
     ) -> Result<CompactReport> {
-        let (store, root) = self.store();
         let lease = if options.dry_run {
             None
         } else {
             Some(self.take_lease(options).await?)
         };
-        let metas: Vec<ObjectMeta> = store
-            .list(Some(&root.clone().join("raw")))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                path: root.to_string(),
-                source,
-            })?;
+        let metas = self.list_all(&self.store().1.clone().join("raw")).await?;
         let mut groups: BTreeMap<Group, Vec<Listed>> = BTreeMap::new();
         for meta in metas {
             if let Some(file) = RawFile::parse(&meta.location) {
-                groups
-                    .entry((file.kind.clone(), file.hour, file.topic.clone(), file.partition))
-                    .or_default()
-                    .push(Listed { file, meta });
+                groups.entry(group(&file)).or_default().push(Listed { file, meta });
             }
         }
         let mut report = CompactReport::default();
@@ -183,7 +176,7 @@ impl Lake {
         for l in &files {
             let cover = files
                 .iter()
-                .filter(|m| m.file.merged && hides(&m.file, &l.file))
+                .filter(|m| hides(&m.file, &l.file))
                 .map(|m| m.meta.last_modified)
                 .min();
             let Some(merged_at) = cover else {
@@ -242,23 +235,14 @@ impl Lake {
 
     async fn renew_lease(&self, path: &Path, options: &CompactOptions) -> Result<()> {
         let until = chrono::Utc::now().timestamp_millis() + options.lease.as_millis() as i64;
-        self.store()
-            .0
-            .put(path, PutPayload::from(until.to_string()))
-            .await
-            .map_err(|source| Error::Store {
-                path: path.to_string(),
-                source,
-            })?;
-        Ok(())
+        self.put_object(path, PutPayload::from(until.to_string())).await
     }
 
     /// Takes the lake's compaction lease, `_rade/compact.lease`: created only if absent, it
     /// holds the time it expires. A lease past its time (a compaction that died) is taken
     /// over. Two compactions at once would write merged files whose ranges overlap.
     async fn take_lease(&self, options: &CompactOptions) -> Result<Path> {
-        let (store, root) = self.store();
-        let path = root.clone().join("_rade").join("compact.lease");
+        let path = self.store().1.clone().join("_rade").join("compact.lease");
         let ttl = options.lease.as_millis() as i64;
         for _ in 0..2 {
             let until = chrono::Utc::now().timestamp_millis() + ttl;
@@ -269,20 +253,17 @@ impl Lake {
                 Written::Created { .. } => return Ok(path),
                 Written::AlreadyThere => {}
             }
-            let held_until = match store.get(&path).await {
-                Ok(got) => got
-                    .bytes()
-                    .await
+            let held_until = match self.read_object(&path).await {
+                Ok(b) => std::str::from_utf8(&b)
                     .ok()
-                    .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse::<i64>().ok())
+                    .and_then(|t| t.trim().parse::<i64>().ok())
                     .unwrap_or(0),
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(source) => {
-                    return Err(Error::Store {
-                        path: path.to_string(),
-                        source,
-                    });
-                }
+                // Released between the two requests: try again.
+                Err(Error::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => continue,
+                Err(e) => return Err(e),
             };
             if held_until > chrono::Utc::now().timestamp_millis() {
                 let at = chrono::DateTime::from_timestamp_millis(held_until).unwrap_or_default();
@@ -300,24 +281,9 @@ impl Lake {
     /// order), named by the union of their ranges. Files written before a schema change lack
     /// its new columns: they are filled with nulls.
     async fn merge(&self, run: &[Listed]) -> Result<(u64, Written)> {
-        let (store, _) = self.store();
         let mut batches = Vec::new();
         for l in run {
-            let path = l.meta.location.to_string();
-            let bytes = store
-                .get(&l.meta.location)
-                .await
-                .map_err(|source| Error::Store {
-                    path: path.clone(),
-                    source,
-                })?
-                .bytes()
-                .await
-                .map_err(|source| Error::Store {
-                    path: path.clone(),
-                    source,
-                })?;
-            batches.push((path, bytes));
+            batches.push((l.meta.location.to_string(), self.read_object(&l.meta.location).await?));
         }
         let first = &run[0].file;
         let merged = RawFile {
@@ -334,16 +300,6 @@ impl Lake {
             .map_err(|source| Error::Parquet { path: shown, source })?;
         let written = self.put_create_only(path, bytes).await?;
         Ok((rows, written))
-    }
-
-    async fn delete_object(&self, path: &Path) -> Result<()> {
-        match self.store().0.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                path: path.to_string(),
-                source,
-            }),
-        }
     }
 }
 
@@ -452,17 +408,13 @@ fn without_shadowed(metas: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
     let parsed: Vec<Option<RawFile>> = metas.iter().map(|m| RawFile::parse(&m.location)).collect();
     let mut merged: HashMap<Group, Vec<&RawFile>> = HashMap::new();
     for f in parsed.iter().flatten().filter(|f| f.merged) {
-        merged
-            .entry((f.kind.clone(), f.hour, f.topic.clone(), f.partition))
-            .or_default()
-            .push(f);
+        merged.entry(group(f)).or_default().push(f);
     }
     let keep: Vec<bool> = parsed
         .iter()
         .map(|f| {
             let Some(f) = f else { return true };
-            let group = (f.kind.clone(), f.hour, f.topic.clone(), f.partition);
-            !merged.get(&group).is_some_and(|ms| ms.iter().any(|m| hides(m, f)))
+            !merged.get(&group(f)).is_some_and(|ms| ms.iter().any(|m| hides(m, f)))
         })
         .collect();
     metas
@@ -540,6 +492,7 @@ mod tests {
 
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field};
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
 
     use super::*;

@@ -182,36 +182,54 @@ impl Lake {
 
     /// Replaces the window state of a partition (a single PUT: readers see the old or the new).
     pub async fn put_state(&self, topic: &str, partition: i32, bytes: Vec<u8>) -> Result<u64> {
-        let path = state_path(&self.root, topic, partition);
         let size = bytes.len() as u64;
-        self.store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|source| Error::Store {
-                path: path.to_string(),
-                source,
-            })?;
+        self.put_object(&state_path(&self.root, topic, partition), PutPayload::from(bytes))
+            .await?;
         Ok(size)
     }
 
     /// The window state of a partition, if one was saved.
     pub async fn get_state(&self, topic: &str, partition: i32) -> Result<Option<Vec<u8>>> {
-        let path = state_path(&self.root, topic, partition);
-        let got = match self.store.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(Error::Store {
-                    path: path.to_string(),
-                    source,
-                });
-            }
-        };
-        let bytes = got.bytes().await.map_err(|source| Error::Store {
+        match self.read_object(&state_path(&self.root, topic, partition)).await {
+            Ok(bytes) => Ok(Some(bytes.to_vec())),
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The whole of an object.
+    pub(crate) async fn read_object(&self, path: &Path) -> Result<Bytes> {
+        let err = |source| Error::Store {
             path: path.to_string(),
             source,
-        })?;
-        Ok(Some(bytes.to_vec()))
+        };
+        self.store.get(path).await.map_err(err)?.bytes().await.map_err(err)
+    }
+
+    /// Creates or replaces an object (a single PUT: readers see the old or the new).
+    pub(crate) async fn put_object(&self, path: &Path, payload: PutPayload) -> Result<()> {
+        self.store
+            .put(path, payload)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Store {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// Deletes an object; one already gone is not an error.
+    pub(crate) async fn delete_object(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
     }
 
     /// The files of closed windows and alerts that `topic`/`partition` wrote after its window
@@ -261,7 +279,7 @@ impl Lake {
     }
 
     /// Every object under `prefix`.
-    async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+    pub(crate) async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
         self.store
             .list(Some(prefix))
             .try_collect()
@@ -286,14 +304,7 @@ impl Lake {
     /// Deletes a file of closed windows or alerts (one a crashed flush wrote beyond the saved
     /// window state). A file already gone is not an error.
     pub async fn delete_derived(&self, file: &DerivedFile) -> Result<()> {
-        let path = file.path(&self.root);
-        match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                path: path.to_string(),
-                source,
-            }),
-        }
+        self.delete_object(&file.path(&self.root)).await
     }
 
     async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>) -> Result<Written> {

@@ -53,12 +53,12 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
     rade_telemetry::init_tracing(config.log == LogFormat::Json);
-    let kinds: Vec<String> = if config.kafka.kinds.is_empty() {
-        config.catalog.kinds().iter().map(|k| k.kind.clone()).collect()
-    } else {
-        config.kafka.kinds.clone()
-    };
-    let topics: Vec<String> = kinds.iter().map(|k| config.kafka.raw_topic(k)).collect();
+    let topics: Vec<String> = config
+        .kafka
+        .ingested_kinds(&config.catalog)?
+        .iter()
+        .map(|k| config.kafka.raw_topic(&k.kind))
+        .collect();
     let committed = rade_kafka::committed_offsets(&config.kafka, &topics, config.worker.connect_timeout)
         .with_context(|| format!("while reading the committed offsets of group {}", config.kafka.group_id))?;
     let lake = Lake::open_with(&config.lake_url, &config.lake_options)
