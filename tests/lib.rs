@@ -775,3 +775,12 @@ pub fn rade_lake_compact(config: &Path, args: &[&str], env: &[(&str, &str)]) -> 
         .output()
         .expect("rade lake compact runs")
 }
+
+/// The Python of the test venv, where `make test` installs pyarrow, DuckDB and Polars
+/// (`RADE_TEST_PYTHON` overrides it).
+pub fn python() -> String {
+    std::env::var("RADE_TEST_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/rade/venv/bin/python")
+    })
+}

@@ -133,13 +133,6 @@ fn battery_values(path: &Path) -> (usize, usize) {
     (with, without)
 }
 
-fn python() -> String {
-    std::env::var("RADE_TEST_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/rade/venv/bin/python")
-    })
-}
-
 /// Row count and battery values counted by pyarrow, DuckDB and Polars over files of both
 /// versions, each told to merge the files' schemas.
 const SCRIPT: &str = r#"

@@ -178,19 +178,14 @@ impl Catalog {
             }
         }
         match Catalog::from_schemas(schemas, &catalog_path) {
-            Ok(c) if problems.is_empty() => Ok(c),
-            Ok(_) => Err(Error::Invalid {
-                path: dir.to_path_buf(),
-                message: problems.join("; "),
-            }),
-            Err(more) => {
-                problems.extend(more);
-                Err(Error::Invalid {
-                    path: dir.to_path_buf(),
-                    message: problems.join("; "),
-                })
-            }
+            Ok(c) if problems.is_empty() => return Ok(c),
+            Ok(_) => {}
+            Err(more) => problems.extend(more),
         }
+        Err(Error::Invalid {
+            path: dir.to_path_buf(),
+            message: problems.join("; "),
+        })
     }
 
     /// Groups the versions of each kind, picks its reader schema and plans the resolution of

@@ -209,18 +209,7 @@ fn decode_avro<'a>(kind: &KindSchema, body: &'a [u8]) -> Result<Vec<Value<'a>>, 
     let mut r = AvroReader { buf: body, pos: 0 };
     let mut values = Vec::with_capacity(kind.fields.len());
     for f in &kind.fields {
-        if f.nullable {
-            // ["null", T]: branch 0 is null, branch 1 is the value.
-            match r.long(&f.name)? {
-                0 => {
-                    values.push(Value::Null);
-                    continue;
-                }
-                1 => {}
-                b => return Err(bad_branch(&f.name, b)),
-            }
-        }
-        values.push(r.value(f)?);
+        values.push(r.field(f)?);
     }
     r.finish(kind)?;
     Ok(values)
@@ -231,15 +220,7 @@ fn decode_resolved<'a>(plan: &Resolution, reader: &KindSchema, body: &'a [u8]) -
     let mut r = AvroReader { buf: body, pos: 0 };
     let mut values = vec![Value::Null; reader.fields.len()];
     for step in &plan.steps {
-        let f = &step.field;
-        if f.nullable {
-            match r.long(&f.name)? {
-                0 => continue,
-                1 => {}
-                b => return Err(bad_branch(&f.name, b)),
-            }
-        }
-        let v = r.value(f)?;
+        let v = r.field(&step.field)?;
         if let Some(i) = step.target {
             values[i] = step.convert.apply(v, &reader.fields[i].ty);
         }
@@ -249,10 +230,6 @@ fn decode_resolved<'a>(plan: &Resolution, reader: &KindSchema, body: &'a [u8]) -
     }
     r.finish(reader)?;
     Ok(values)
-}
-
-fn bad_branch(field: &str, b: i64) -> Reject {
-    malformed(format!("field `{field}`: union branch {b} of a [null, T] union"))
 }
 
 fn malformed(detail: String) -> Reject {
@@ -312,6 +289,25 @@ impl<'a> AvroReader<'a> {
             self.buf.len() - self.pos,
             kind.kind
         )))
+    }
+
+    /// The value of field `f`, null when an optional field holds none.
+    #[inline]
+    fn field(&mut self, f: &FieldSpec) -> Result<Value<'a>, Reject> {
+        if f.nullable {
+            // ["null", T]: branch 0 is null, branch 1 is the value.
+            match self.long(&f.name)? {
+                0 => return Ok(Value::Null),
+                1 => {}
+                b => {
+                    return Err(malformed(format!(
+                        "field `{}`: union branch {b} of a [null, T] union",
+                        f.name
+                    )));
+                }
+            }
+        }
+        self.value(f)
     }
 
     fn value(&mut self, f: &FieldSpec) -> Result<Value<'a>, Reject> {

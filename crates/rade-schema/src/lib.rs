@@ -4,8 +4,9 @@
 //! field declares and a stable schema id per version); a kind's latest version is its reader
 //! schema, into which records of its older versions are resolved. [`Decoder`] turns one Kafka
 //! message value, in any of the three wire formats (Confluent framing, Avro single-object,
-//! JSON), into a validated [`Row`] of the reader schema or a [`Reject`] with its DLQ reason; [`RowBatchBuilder`] appends rows into Arrow
-//! columns with the lake's lineage columns, ready for the Parquet writer.
+//! JSON), into a validated [`Row`] of the reader schema or a [`Reject`] with its DLQ reason;
+//! [`RowBatchBuilder`] appends rows into Arrow columns with the lake's lineage columns, ready
+//! for the Parquet writer.
 
 pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
 pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
