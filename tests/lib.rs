@@ -746,9 +746,14 @@ where
 
 /// Runs `rade query` over a local lake with the repository's schemas; the CSV answer.
 pub fn query_lake(lake: &Path, sql: &str) -> String {
+    query_lake_with(lake, &schemas_dir(), sql)
+}
+
+/// Runs `rade query` over a local lake with the schemas of `schemas`; the CSV answer.
+pub fn query_lake_with(lake: &Path, schemas: &Path, sql: &str) -> String {
     let out = Command::new(rade_bin())
         .args(["query", "--lake", lake.to_str().expect("a UTF-8 path"), "--schemas"])
-        .arg(schemas_dir())
+        .arg(schemas)
         .args(["--format", "csv", sql])
         .output()
         .expect("rade query runs");
@@ -783,4 +788,12 @@ pub fn python() -> String {
         let home = std::env::var("HOME").unwrap_or_default();
         format!("{home}/.cache/rade/venv/bin/python")
     })
+}
+
+/// A CSV answer of `rade query` as rows of cells, header dropped.
+pub fn csv_rows(csv: &str) -> Vec<Vec<String>> {
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
 }

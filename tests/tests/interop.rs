@@ -6,21 +6,6 @@ use std::process::Command;
 use rade_integration_tests::*;
 use rade_sim::FormatChoice;
 
-fn python() -> String {
-    std::env::var("RADE_TEST_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/rade/venv/bin/python")
-    })
-}
-
-/// The CSV answer of `rade query` as rows of cells, header dropped.
-fn rows(csv: &str) -> Vec<Vec<String>> {
-    csv.lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect()
-}
-
 /// The same figures from each Python engine, as JSON: {engine: {figure: value}}.
 const SCRIPT: &str = r#"
 import json, sys
@@ -98,7 +83,7 @@ async fn pyarrow_duckdb_and_polars_read_what_rade_query_reads() {
     assert_eq!(read_lake(&lake).len(), produced.len());
 
     // rade query's figures.
-    let wl = rows(&query_lake(
+    let wl = csv_rows(&query_lake(
         &lake,
         "SELECT count(*), count(DISTINCT sensor_id), sum(height) FROM raw_water_level",
     ));
@@ -107,17 +92,17 @@ async fn pyarrow_duckdb_and_polars_read_what_rade_query_reads() {
         wl[0][1].parse().expect("count"),
         wl[0][2].parse().expect("sum"),
     );
-    let nz_max: f64 = rows(&query_lake(&lake, "SELECT max(LAeq) FROM raw_noise"))[0][0]
+    let nz_max: f64 = csv_rows(&query_lake(&lake, "SELECT max(LAeq) FROM raw_noise"))[0][0]
         .parse()
         .expect("max");
-    let occupied: std::collections::BTreeMap<String, i64> = rows(&query_lake(
+    let occupied: std::collections::BTreeMap<String, i64> = csv_rows(&query_lake(
         &lake,
         "SELECT date, hour, count(*) FROM raw_parking_bay WHERE status = 'occupied' GROUP BY date, hour",
     ))
     .into_iter()
     .map(|r| (format!("{}/{}", r[0], r[1]), r[2].parse().expect("count")))
     .collect();
-    let aggregate_rows: i64 = rows(&query_lake(&lake, "SELECT count(*) FROM aggregates"))[0][0]
+    let aggregate_rows: i64 = csv_rows(&query_lake(&lake, "SELECT count(*) FROM aggregates"))[0][0]
         .parse()
         .expect("count");
     assert!(

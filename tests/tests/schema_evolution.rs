@@ -67,34 +67,14 @@ fn to_v2(v1: &KindSchema, v2: &KindSchema, value: &[u8], battery: f64) -> Vec<u8
             };
             fields.push(("battery_pct".into(), Avro::Union(1, Box::new(Avro::Double(battery)))));
             let body = apache_avro::to_avro_datum(&v2.avro, Avro::Record(fields)).expect("v2 Avro");
-            let mut out = Vec::new();
-            if format == WireFormat::Confluent {
-                out.push(WireFormat::CONFLUENT_MAGIC);
-                out.extend_from_slice(&v2.id.to_be_bytes());
-            } else {
-                out.extend_from_slice(&WireFormat::SINGLE_OBJECT_MAGIC);
-                out.extend_from_slice(&v2.fingerprint.to_le_bytes());
-            }
-            out.extend_from_slice(&body);
-            out
+            format.frame(v2, &body)
         }
     }
 }
 
 /// `rade query` over the lake with the test's schemas; the CSV rows, header dropped.
 fn query(lake: &Path, schemas: &Path, sql: &str) -> Vec<Vec<String>> {
-    let out = Command::new(rade_bin())
-        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
-        .arg(schemas)
-        .args(["--format", "csv", sql])
-        .output()
-        .expect("rade query runs");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect()
+    csv_rows(&query_lake_with(lake, schemas, sql))
 }
 
 /// The raw files of the test's hour, and whether each has the `battery_pct` column.

@@ -1,3 +1,5 @@
+use crate::catalog::KindSchema;
+
 /// How a raw message value is framed; detected per message, so producers may mix them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireFormat {
@@ -25,6 +27,25 @@ impl WireFormat {
                 (*first == b'{').then_some(WireFormat::Json)
             }
         }
+    }
+
+    /// An Avro binary `body` of `schema`, framed in this format: the magic bytes and the schema
+    /// id (Confluent) or fingerprint (single-object) first. JSON has no frame: the body as is.
+    pub fn frame(self, schema: &KindSchema, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 10);
+        match self {
+            WireFormat::Confluent => {
+                out.push(WireFormat::CONFLUENT_MAGIC);
+                out.extend_from_slice(&schema.id.to_be_bytes());
+            }
+            WireFormat::SingleObject => {
+                out.extend_from_slice(&WireFormat::SINGLE_OBJECT_MAGIC);
+                out.extend_from_slice(&schema.fingerprint.to_le_bytes());
+            }
+            WireFormat::Json => {}
+        }
+        out.extend_from_slice(body);
+        out
     }
 
     /// Name used in configuration and on the command line.

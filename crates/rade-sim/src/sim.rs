@@ -177,17 +177,7 @@ impl Simulator {
                 serde_json::to_vec(&obj).expect("a JSON map serialises")
             }
             WireFormat::Confluent | WireFormat::SingleObject => {
-                let body = avro_body(schema, sensor_id, t_ms, fields);
-                let mut out = Vec::with_capacity(body.len() + 10);
-                if format == WireFormat::Confluent {
-                    out.push(WireFormat::CONFLUENT_MAGIC);
-                    out.extend_from_slice(&schema.id.to_be_bytes());
-                } else {
-                    out.extend_from_slice(&WireFormat::SINGLE_OBJECT_MAGIC);
-                    out.extend_from_slice(&schema.fingerprint.to_le_bytes());
-                }
-                out.extend_from_slice(&body);
-                out
+                format.frame(schema, &avro_body(schema, sensor_id, t_ms, fields))
             }
         }
     }
