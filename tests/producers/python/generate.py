@@ -4,7 +4,7 @@
 
 For every stream (a producer and its wire format, in STREAMS order) and every sensor kind of
 schemas/catalog.toml, N readings that cover each field's declared range (`rade.min`,
-`rade.max`): both edges, the doubles next to them, the smallest subnormal above a zero edge,
+`rade.max`): both edges, the doubles next to them, the smallest subnormal and -0.0 at a zero edge,
 17-digit doubles and random values across the range; optional fields null (and, in JSON,
 absent) in some readings; every symbol of every enum; sensor ids with non-ASCII and escaped
 characters. Each reading has a sensor id of its own, so the lake row it becomes is found by
@@ -75,9 +75,9 @@ def double_values(lo, hi, rng):
     hi = 1e300 if hi is None else float(hi)
     edges = [lo, hi, math.nextafter(lo, math.inf), math.nextafter(hi, -math.inf), (lo + hi) / 2]
     if lo == 0.0:
-        edges.append(5e-324)  # the smallest subnormal
+        edges += [5e-324, -0.0]  # the smallest subnormal; negative zero, equal to the edge
     # Values whose shortest repr needs 17 significant digits.
-    while len(edges) < 9:
+    while len(edges) < 10:
         x = rng.uniform(lo, hi)
         if len(repr(abs(x)).replace(".", "").lstrip("0").split("e")[0]) >= 17:
             edges.append(x)

@@ -48,9 +48,9 @@ def json_value(schema, reading, i):
         v = reading["fields"][f["name"]]
         if f["name"] == "observed_at":
             v = v if i % 7 == 6 else rfc3339(v, i)
-        elif v is None and (i + j) % 2:
+        elif v is None and (i // 4) % 2:
             continue  # absent rather than null
-        elif isinstance(v, float) and v.is_integer() and abs(v) < 2**53 and i % 3 == 0:
+        elif isinstance(v, float) and v.is_integer() and abs(v) < 2**53 and repr(v) != "-0.0" and i % 3 == 0:
             v = int(v)  # a double sent as a JSON integer, as many producers do
         doc[f["name"]] = v
     return json.dumps(doc, ensure_ascii=i % 2 == 0).encode()
