@@ -83,7 +83,7 @@ async fn readings_of_foreign_producers_reach_the_lake_bit_for_bit() {
             .arg(&readings)
             .args(["--start-ms", &(now_ms() - 15 * 60_000).to_string(), "--seed", "10"]),
     );
-    let tsv = |stream: &str| format!("{}", readings.join(format!("{stream}.tsv")).display());
+    let tsv = |stream: &str| readings.join(format!("{stream}.tsv")).display().to_string();
     // In the order of generate.py's STREAMS, which its event times follow.
     let mut sent = vec![run(
         "the Java producer",

@@ -6,7 +6,7 @@ Every reading of expected.jsonl must be in the lake exactly once (found by its s
 which no other reading shares), on topic <prefix><kind>, with every field equal: doubles bit
 for bit, ints, strings and enum symbols exactly, event times to the millisecond. The lake
 must hold no other row. Prints a JSON report: readings expected and found per stream, and the
-problems (the first 40 of each sort, with their count).
+problems (the first 8 of each sort, with their count).
 """
 
 import argparse
@@ -93,7 +93,7 @@ def main():
     report = {
         "expected": dict(Counter(r["stream"] for r in expected.values())),
         "found_equal": dict(found),
-        "problems": {k: {"count": len(v), "first": v[:40]} for k, v in sorted(problems.items())},
+        "problems": {k: {"count": len(v), "first": v[:8]} for k, v in sorted(problems.items())},
     }
     print(json.dumps(report, ensure_ascii=False, indent=1))
 
