@@ -151,7 +151,10 @@ async fn readings_of_foreign_producers_reach_the_lake_bit_for_bit() {
         "generated: {generated}sent:\n{sent}DLQ:\n  {}\nlake: {report}",
         dlq.join("\n  ")
     );
-    assert!(rejected.is_empty(), "readings of foreign producers went to the DLQ\n{context}");
+    assert!(
+        rejected.is_empty(),
+        "readings of foreign producers went to the DLQ\n{context}"
+    );
     let problems = lake["problems"].as_object().expect("problems");
     assert!(problems.is_empty(), "the lake differs from what was sent\n{context}");
     assert_eq!(lake["found_equal"], lake["expected"], "{context}");
