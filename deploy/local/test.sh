@@ -21,6 +21,8 @@ VENV="${RADE_CACHE:-$HOME/.cache/rade}/venv"
 [[ -x "$VENV/bin/moto_server" ]] || "$VENV/bin/pip" install -q 'moto[server]'
 # The readers of the interoperability test: pyarrow, DuckDB and Polars.
 "$VENV/bin/python" -c "import pyarrow, duckdb, polars" 2>/dev/null || "$VENV/bin/pip" install -q pyarrow duckdb polars
+# fastavro and the Apache `avro` package: the fingerprints rade-schema's tests compare with.
+"$VENV/bin/python" -c "import fastavro, avro" 2>/dev/null || "$VENV/bin/pip" install -q fastavro avro
 # Also runs deploy/local/s3fault.py (standard library only), the proxy through which the S3
 # tests inject transient errors in front of moto.
 export RADE_TEST_PYTHON="$VENV/bin/python"

@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
 use crate::builder::lineage_fields;
+use crate::canonical;
 use crate::decode::{Value, json_value};
 use crate::resolve::Resolution;
 use crate::{Error, Result};
@@ -49,8 +50,13 @@ pub struct KindSchema {
     pub version: u32,
     /// The `.avsc` it was read from.
     pub file: PathBuf,
-    /// CRC-64-AVRO fingerprint of the canonical form, as in single-object encoding.
+    /// CRC-64-AVRO fingerprint of the Parsing Canonical Form of the Avro specification: what
+    /// single-object messages from Java, fastavro, the Apache `avro` package and rade carry.
     pub fingerprint: u64,
+    /// The fingerprint of the form apache-avro 0.21 and the Apache `avro` Python package compute,
+    /// which keeps `{"type":"long"}` for a logical type (upstream AVRO-4004); accepted from
+    /// producers built on them, never written.
+    pub legacy_fingerprint: u64,
     pub avro: AvroSchema,
     pub fields: Vec<FieldSpec>,
     /// Position of `observed_at` in `fields`, the event time that partitions the lake.
@@ -211,6 +217,9 @@ impl Catalog {
                 None => grouped.push((s.kind.clone(), vec![Arc::new(s)])),
             }
         }
+        // Fingerprints of apache-avro's form, kept apart so that one never hides a fingerprint
+        // of the specification's form (they are merged last, where free).
+        let mut legacy: Vec<(u64, Arc<Writer>)> = Vec::new();
         let mut out = Catalog {
             kinds: Vec::new(),
             alert: None,
@@ -249,6 +258,9 @@ impl Catalog {
                     resolution,
                 });
                 out.by_id.insert(v.id, writer.clone());
+                if v.legacy_fingerprint != v.fingerprint {
+                    legacy.push((v.legacy_fingerprint, writer.clone()));
+                }
                 // Versions that differ only in defaults, docs or ranges share a fingerprint:
                 // their bodies are alike, and the newest one reads them.
                 out.by_fingerprint.insert(v.fingerprint, writer);
@@ -258,6 +270,12 @@ impl Catalog {
                 out.alert = Some(reader);
             } else {
                 out.kinds.push(reader);
+            }
+        }
+        for (fp, writer) in legacy {
+            // Newer versions come later and win, as for the specification's fingerprints.
+            if !out.by_fingerprint.get(&fp).is_some_and(|w| w.schema.fingerprint == fp) {
+                out.by_fingerprint.insert(fp, writer);
             }
         }
         if problems.is_empty() { Ok(out) } else { Err(problems) }
@@ -278,6 +296,12 @@ impl Catalog {
         self.kinds.iter().find(|k| k.kind == kind)
     }
 
+    /// Every schema of the catalog: each version of each kind (the alert schema included), by
+    /// kind then version.
+    pub fn schemas(&self) -> &[Arc<KindSchema>] {
+        &self.versions
+    }
+
     /// Every version of a kind (the alert schema included), oldest first.
     pub fn versions<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Arc<KindSchema>> + 'a {
         self.versions.iter().filter(move |v| v.kind == kind)
@@ -288,7 +312,8 @@ impl Catalog {
         self.by_id.get(&id).map(|w| &w.schema)
     }
 
-    /// The schema version whose CRC-64-AVRO fingerprint this is.
+    /// The schema version whose CRC-64-AVRO fingerprint this is (of the specification's
+    /// canonical form, or of apache-avro 0.21's).
     pub fn by_fingerprint(&self, fingerprint: u64) -> Option<&Arc<KindSchema>> {
         self.by_fingerprint.get(&fingerprint).map(|w| &w.schema)
     }
@@ -419,8 +444,9 @@ impl KindSchema {
         if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
+        let fingerprint = canonical::fingerprint(text).map_err(|e| invalid(format!("no canonical form: {e}")))?;
         let fp = avro.fingerprint::<Rabin>();
-        let fingerprint = u64::from_le_bytes(fp.bytes[..8].try_into().expect("a Rabin fingerprint is 8 bytes"));
+        let legacy_fingerprint = u64::from_le_bytes(fp.bytes[..8].try_into().expect("a Rabin fingerprint is 8 bytes"));
         let mut columns: Vec<Field> = fields
             .iter()
             .map(|f| Field::new(&f.name, f.ty.arrow(), f.nullable))
@@ -432,6 +458,7 @@ impl KindSchema {
             version: 1,
             file: path.to_path_buf(),
             fingerprint,
+            legacy_fingerprint,
             avro,
             observed_at: observed_at.unwrap_or(0),
             fields,

@@ -9,6 +9,7 @@
 //! for the Parquet writer.
 
 pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
+pub use canonical::{crc64_avro, fingerprint, parsing_canonical_form};
 pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
 pub use decode::{DecodeLimits, Decoder, Row, Value};
 pub use error::{Error, Result};
@@ -16,6 +17,7 @@ pub use reject::{Reject, RejectReason};
 pub use wire::WireFormat;
 
 mod builder;
+mod canonical;
 mod catalog;
 mod decode;
 mod error;

@@ -93,6 +93,26 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         config.kafka.bootstrap_servers, config.kafka.group_id
     );
     println!("  schemas: {}", kinds.join(", "));
+    // The 8 bytes a single-object message carries after C3 01, as fastavro and the Apache
+    // `avro` package print them, then the same value as Java's 64-bit number.
+    println!("  fingerprints (CRC-64-AVRO of the Parsing Canonical Form: wire bytes, then as a 64-bit number):");
+    for s in config.catalog.schemas() {
+        let mut line = format!(
+            "    {} v{} id {}: {} = {:#018x}",
+            s.kind,
+            s.version,
+            s.id,
+            wire_hex(s.fingerprint),
+            s.fingerprint
+        );
+        if s.legacy_fingerprint != s.fingerprint {
+            line.push_str(&format!(
+                " (apache-avro 0.21's form also read: {})",
+                wire_hex(s.legacy_fingerprint)
+            ));
+        }
+        println!("{line}");
+    }
     println!("  lake: {}", config.lake_url);
     match &config.windowing {
         Some(w) => {
@@ -127,6 +147,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
     println!("  lake writable");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fingerprint as the hex of its little-endian bytes, the order of the single-object header.
+fn wire_hex(fingerprint: u64) -> String {
+    fingerprint.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
