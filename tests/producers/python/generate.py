@@ -128,6 +128,28 @@ def avro_json(schema, fields):
     return out
 
 
+def check_coverage(kinds, expected):
+    """Each stream sends, for each kind, both edges of every range, every symbol, and a null in
+    every optional field: a change of --per-kind or of the schemas cannot drop them silently."""
+    for stream in STREAMS:
+        for kind, _, _, schema in kinds:
+            sent = [e["fields"] for e in expected if e["stream"] == stream and e["kind"] == kind]
+            for f in schema["fields"]:
+                values = [r[f["name"]] for r in sent]
+                nullable, inner = branch(f["type"])
+                need = []
+                if nullable:
+                    need.append(None)
+                if type_name(inner) == "enum":
+                    need += inner["symbols"]
+                for edge in ("rade.min", "rade.max"):
+                    if edge in f:
+                        need.append(f[edge])
+                missing = [v for v in need if v not in values]
+                if missing:
+                    raise SystemExit(f"generate.py: {stream} {kind}.{f['name']} never sends {missing}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--schemas", type=Path, required=True)
@@ -149,6 +171,8 @@ def main():
                 n = seen[kind]
                 seen[kind] += 1
                 observed_at = EARLIEST_MS if n == 0 else args.start_ms + n * STEP_MS + rng.randrange(STEP_MS)
+                if i % 8 == 1:
+                    observed_at -= observed_at % 1000  # a whole second (JSON writes it without a fraction)
                 key = f"{stream}/{kind}/{i:03d}{ID_SUFFIXES[i % len(ID_SUFFIXES)]}"
                 fields = {"sensor_id": key, "observed_at": observed_at}
                 for j, f in enumerate(schema["fields"]):
@@ -161,6 +185,7 @@ def main():
                 lines.append("\t".join([file, str(schema_id), kind, key, json.dumps(avro_json(schema, fields), ensure_ascii=False)]))
         if stream.startswith(("java-", "goavro-")):
             (args.out / f"{stream}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    check_coverage(kinds, expected)
     with open(args.out / "expected.jsonl", "w", encoding="utf-8") as f:
         for e in expected:
             f.write(json.dumps(e, ensure_ascii=False) + "\n")

@@ -38,7 +38,7 @@ def rfc3339(ms, i):
     """`ms` as RFC 3339 in one of several offsets; `Z` or `+00:00` for UTC, in turn."""
     tz = dt.timezone(OFFSETS[i % len(OFFSETS)])
     t = dt.datetime.fromtimestamp(ms // 1000, tz) + dt.timedelta(milliseconds=ms % 1000)
-    s = t.isoformat(timespec="milliseconds" if ms % 1000 or i % 2 else "seconds")
+    s = t.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return s.replace("+00:00", "Z") if i % 4 == 2 else s
 
 
