@@ -4,7 +4,7 @@ SHELL := bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rade-target
 CARGO ?= cargo
 
-.PHONY: help deps build demo test up down bench lint fmt clean
+.PHONY: help deps build demo test fuzz up down bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ demo: deps ## Run the embedded demo: mock Kafka, simulator, pipeline, local lake
 
 test: deps ## Start Kafka and an S3 server, check deploy/, run every test, stop them
 	deploy/local/test.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz the decoder for FUZZ_SECONDS (default 60): mutated and random messages of every wire format
+	RADE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --locked -p rade-schema --test fuzz -- --nocapture
 
 up: deps ## Start the local Kafka broker (127.0.0.1:9092)
 	deploy/local/kafka.sh up

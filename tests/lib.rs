@@ -550,6 +550,19 @@ pub fn check_lake_and_dlq(catalog: &Catalog, produced: &[Produced], lake: &[Lake
                     if reason == rade_schema::RejectReason::UnknownSchema {
                         assert_eq!(m.headers.get("rade.schema.id").map(String::as_str), Some("9999"));
                     }
+                    // Found after decoding: the schema the value was read with is known.
+                    if matches!(
+                        reason,
+                        rade_schema::RejectReason::OutOfRange
+                            | rade_schema::RejectReason::MissingField
+                            | rade_schema::RejectReason::BadTimestamp
+                    ) {
+                        assert!(
+                            m.headers.contains_key("rade.schema.id"),
+                            "{reason} {pos:?} without rade.schema.id: {:?}",
+                            m.headers
+                        );
+                    }
                 }
                 checked.rejected += 1;
             }

@@ -274,7 +274,7 @@ impl Catalog {
         }
         for (fp, writer) in legacy {
             // Newer versions come later and win, as for the specification's fingerprints.
-            if !out.by_fingerprint.get(&fp).is_some_and(|w| w.schema.fingerprint == fp) {
+            if out.by_fingerprint.get(&fp).is_none_or(|w| w.schema.fingerprint != fp) {
                 out.by_fingerprint.insert(fp, writer);
             }
         }

@@ -1,5 +1,8 @@
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::catalog::{Catalog, FieldSpec, FieldType, KindSchema, Writer};
 use crate::reject::{Reject, RejectReason};
@@ -85,22 +88,31 @@ impl Decoder {
     }
 
     /// Decodes one message value against the kind's schema and validates it at `now_ms`.
+    ///
+    /// A reject carries the id of the schema the value was read with whenever the wire format
+    /// names one or the format implies it: the Confluent id (even one the catalog lacks), the
+    /// catalog schema of a known single-object fingerprint, the topic's schema for JSON.
     pub fn decode<'a>(&self, value: Option<&'a [u8]>, now_ms: i64) -> Result<Row<'a>, Reject> {
         let value = match value {
             None | Some([]) => return Err(Reject::new(RejectReason::Malformed, "empty value")),
             Some(v) => v,
         };
+        let format = WireFormat::detect(value);
         if value.len() > self.limits.max_message_bytes {
-            return Err(Reject::new(
+            let reject = Reject::new(
                 RejectReason::TooLarge,
                 format!(
                     "value of {} bytes is above the limit of {} bytes",
                     value.len(),
                     self.limits.max_message_bytes
                 ),
-            ));
+            );
+            return Err(match format.and_then(|f| self.schema_id_in(f, value)) {
+                Some(id) => reject.with_schema(id),
+                None => reject,
+            });
         }
-        let Some(format) = WireFormat::detect(value) else {
+        let Some(format) = format else {
             return Err(Reject::new(
                 RejectReason::Malformed,
                 format!(
@@ -110,7 +122,7 @@ impl Decoder {
             ));
         };
         let kind = &*self.kind;
-        let values = match format {
+        let (values, id) = match format {
             WireFormat::Confluent => {
                 let Some(id) = value.get(1..5) else {
                     return Err(Reject::new(
@@ -122,7 +134,10 @@ impl Decoder {
                 let writer = self
                     .check_writer(self.catalog.writer_by_id(id), || format!("schema id {id}"))
                     .map_err(|r| r.with_schema(id))?;
-                decode_with(writer, kind, &value[5..]).map_err(|r| r.with_schema(id))?
+                (
+                    decode_with(writer, kind, &value[5..]).map_err(|r| r.with_schema(id))?,
+                    id,
+                )
             }
             WireFormat::SingleObject => {
                 let Some(fp) = value.get(2..10) else {
@@ -132,20 +147,40 @@ impl Decoder {
                     ));
                 };
                 let fp = u64::from_le_bytes(fp.try_into().expect("an 8-byte slice"));
-                let writer = self.check_writer(self.catalog.writer_by_fingerprint(fp), || {
-                    format!("fingerprint {fp:016x}")
-                })?;
+                let known = self.catalog.writer_by_fingerprint(fp);
+                let writer =
+                    self.check_writer(known, || format!("fingerprint {fp:016x}"))
+                        .map_err(|r| match known {
+                            Some(w) => r.with_schema(w.schema.id),
+                            None => r,
+                        })?;
                 let id = writer.schema.id;
-                decode_with(writer, kind, &value[10..]).map_err(|r| r.with_schema(id))?
+                (
+                    decode_with(writer, kind, &value[10..]).map_err(|r| r.with_schema(id))?,
+                    id,
+                )
             }
-            WireFormat::Json => decode_json(kind, value)?,
+            WireFormat::Json => (decode_json(kind, value).map_err(|r| r.with_schema(kind.id))?, kind.id),
         };
-        let observed_at_ms = validate(kind, &values, &self.limits, now_ms)?;
+        let observed_at_ms = validate(kind, &values, &self.limits, now_ms).map_err(|r| r.with_schema(id))?;
         Ok(Row {
             values,
             observed_at_ms,
             format,
         })
+    }
+
+    /// The schema id a value of `format` names without being decoded, for a value too large to
+    /// decode.
+    fn schema_id_in(&self, format: WireFormat, value: &[u8]) -> Option<u32> {
+        match format {
+            WireFormat::Confluent => Some(u32::from_be_bytes(value.get(1..5)?.try_into().ok()?)),
+            WireFormat::SingleObject => {
+                let fp = u64::from_le_bytes(value.get(2..10)?.try_into().ok()?);
+                Some(self.catalog.writer_by_fingerprint(fp)?.schema.id)
+            }
+            WireFormat::Json => Some(self.kind.id),
+        }
     }
 
     /// The writer schema must be a version of the topic's own kind that the catalog resolves
@@ -346,11 +381,14 @@ impl<'a> AvroReader<'a> {
 }
 
 fn decode_json<'a>(kind: &KindSchema, value: &[u8]) -> Result<Vec<Value<'a>>, Reject> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(value).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
+    let mut de = serde_json::Deserializer::from_slice(value);
+    let slots = JsonRecord(kind)
+        .deserialize(&mut de)
+        .and_then(|slots| de.end().map(|()| slots))
+        .map_err(|e| malformed(format!("invalid JSON: {e}")))?;
     let mut values = Vec::with_capacity(kind.fields.len());
-    for f in &kind.fields {
-        let v = match object.get(&f.name) {
+    for (f, slot) in kind.fields.iter().zip(&slots) {
+        let v = match slot {
             None | Some(serde_json::Value::Null) if f.nullable => Value::Null,
             // A producer on an older version of the schema, without the field.
             None => match &f.default {
@@ -373,6 +411,85 @@ fn decode_json<'a>(kind: &KindSchema, value: &[u8]) -> Result<Vec<Value<'a>>, Re
         values.push(v);
     }
     Ok(values)
+}
+
+/// Reads the top-level JSON object of a message into one slot per field of the schema, and
+/// refuses a member named twice, which JSON leaves undefined: two readers of the same bytes
+/// could keep different values (serde_json's own maps keep the last one).
+struct JsonRecord<'k>(&'k KindSchema);
+
+impl<'de> DeserializeSeed<'de> for JsonRecord<'_> {
+    type Value = Vec<Option<serde_json::Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonRecord<'_> {
+    type Value = Vec<Option<serde_json::Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let fields = &self.0.fields;
+        let mut slots: Vec<Option<serde_json::Value>> = vec![None; fields.len()];
+        // Members the schema does not have are skipped, but must not repeat either.
+        let mut others: HashSet<String> = HashSet::new();
+        while let Some(key) = map.next_key_seed(JsonKey(fields))? {
+            let twice = |name: &str| de::Error::custom(format_args!("field `{name}` appears twice"));
+            match key {
+                Key::Field(i) => {
+                    if slots[i].is_some() {
+                        return Err(twice(&fields[i].name));
+                    }
+                    slots[i] = Some(map.next_value()?);
+                }
+                Key::Other(name) => {
+                    if others.contains(&name) {
+                        return Err(twice(&name));
+                    }
+                    map.next_value::<de::IgnoredAny>()?;
+                    others.insert(name);
+                }
+            }
+        }
+        Ok(slots)
+    }
+}
+
+/// A member name: the position of the schema field it names, or the name of another member.
+enum Key {
+    Field(usize),
+    Other(String),
+}
+
+/// Matches a member name against the schema's fields without allocating for them.
+struct JsonKey<'k>(&'k [FieldSpec]);
+
+impl<'de> DeserializeSeed<'de> for JsonKey<'_> {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonKey<'_> {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
+        Ok(match self.0.iter().position(|f| f.name == name) {
+            Some(i) => Key::Field(i),
+            None => Key::Other(name.to_owned()),
+        })
+    }
 }
 
 pub(crate) fn json_value<'a>(f: &FieldSpec, v: &serde_json::Value) -> Result<Value<'a>, Reject> {
@@ -514,10 +631,14 @@ mod tests {
     }
 
     fn avro_body(height: f64, flow: Option<f64>) -> Vec<u8> {
+        avro_body_at(NOW - 1000, height, flow)
+    }
+
+    fn avro_body_at(observed_at: i64, height: f64, flow: Option<f64>) -> Vec<u8> {
         let schema = apache_avro::Schema::parse_str(LEVEL).expect("schema");
         let record = Avro::Record(vec![
             ("sensor_id".into(), Avro::String("wl-0001".into())),
-            ("observed_at".into(), Avro::TimestampMillis(NOW - 1000)),
+            ("observed_at".into(), Avro::TimestampMillis(observed_at)),
             ("latitude".into(), Avro::Double(43.12)),
             ("longitude".into(), Avro::Double(5.93)),
             ("height".into(), Avro::Double(height)),
@@ -711,6 +832,180 @@ mod tests {
             reason(&stale, &confluent(1101, &avro_body_v2(None))).0,
             RejectReason::SchemaMismatch
         );
+    }
+
+    #[test]
+    fn every_reject_past_the_wire_format_carries_the_schema_id() {
+        let d = decoder();
+        let fp = d.kind().fingerprint;
+        let single = |body: &[u8]| [&[0xC3, 0x01][..], &fp.to_le_bytes(), body].concat();
+        let json = |height: &str, observed_at: &str| {
+            format!(
+                r#"{{"sensor_id":"a","observed_at":{observed_at},"latitude":1,"longitude":1,"height":{height},"status":"ok"}}"#
+            )
+            .into_bytes()
+        };
+        let late = avro_body_at(5, 10.0, None);
+        let good = avro_body(10.0, None);
+        let cases: Vec<(Vec<u8>, RejectReason, Option<u32>)> = vec![
+            (
+                confluent(101, &avro_body(5000.0, None)),
+                RejectReason::OutOfRange,
+                Some(101),
+            ),
+            (
+                confluent(101, &avro_body(f64::NAN, None)),
+                RejectReason::OutOfRange,
+                Some(101),
+            ),
+            (confluent(101, &late), RejectReason::BadTimestamp, Some(101)),
+            (confluent(101, &good[..5]), RejectReason::Malformed, Some(101)),
+            (confluent(102, &good), RejectReason::SchemaMismatch, Some(102)),
+            (confluent(7777, &good), RejectReason::UnknownSchema, Some(7777)),
+            (single(&avro_body(5000.0, None)), RejectReason::OutOfRange, Some(101)),
+            (
+                single(&avro_body(f64::INFINITY, None)),
+                RejectReason::OutOfRange,
+                Some(101),
+            ),
+            (single(&late), RejectReason::BadTimestamp, Some(101)),
+            (single(&good[..7]), RejectReason::Malformed, Some(101)),
+            (json("5000", "1779999999000"), RejectReason::OutOfRange, Some(101)),
+            (json("1", "-5"), RejectReason::BadTimestamp, Some(101)),
+            (
+                json("\"high\"", "1779999999000"),
+                RejectReason::SchemaMismatch,
+                Some(101),
+            ),
+            (
+                json("1,\"height\":2", "1779999999000"),
+                RejectReason::Malformed,
+                Some(101),
+            ),
+            (b"{\"sensor_id\":".to_vec(), RejectReason::Malformed, Some(101)),
+            (
+                br#"{"sensor_id":" ","observed_at":1779999999000,"latitude":1,"longitude":1,"height":1,"status":"ok"}"#
+                    .to_vec(),
+                RejectReason::MissingField,
+                Some(101),
+            ),
+            // Nothing names a schema: no id.
+            (
+                [&[0xC3, 0x01][..], &[9; 8], &good].concat(),
+                RejectReason::UnknownSchema,
+                None,
+            ),
+            (b"\x7fgarbage".to_vec(), RejectReason::Malformed, None),
+        ];
+        for (msg, reason, id) in cases {
+            let r = d.decode(Some(&msg), NOW).expect_err("must be rejected");
+            assert_eq!((r.reason, r.schema_id), (reason, id), "{r} for {msg:?}");
+        }
+        // A value too large to decode still names the schema its header gives.
+        let small = Decoder::new(
+            d.catalog.clone(),
+            d.kind.clone(),
+            DecodeLimits {
+                max_message_bytes: 16,
+                ..DecodeLimits::default()
+            },
+        );
+        for (msg, id) in [
+            (confluent(101, &good), Some(101)),
+            (single(&good), Some(101)),
+            (vec![b'x'; 20], None),
+        ] {
+            let r = small.decode(Some(&msg), NOW).expect_err("too large");
+            assert_eq!((r.reason, r.schema_id), (RejectReason::TooLarge, id), "{r}");
+        }
+    }
+
+    #[test]
+    fn a_json_member_named_twice_is_malformed_naming_it() {
+        let d = decoder();
+        for (msg, name) in [
+            (
+                &br#"{"sensor_id":"a","observed_at":1779999999000,"latitude":1,"longitude":1,"height":1,"height":2,"status":"ok"}"#[..],
+                "height",
+            ),
+            (
+                br#"{"sensor_id":"a","observed_at":1779999999000,"latitude":1,"longitude":1,"height":1,"status":"ok","x":1,"x":{"y":[1]}}"#,
+                "x",
+            ),
+        ] {
+            let (r, detail) = reason(&d, msg);
+            assert_eq!(r, RejectReason::Malformed, "{detail}");
+            assert!(detail.contains(&format!("field `{name}` appears twice")), "{detail}");
+        }
+        // Members the schema lacks, once each, are ignored.
+        let ok = br#"{"sensor_id":"a","observed_at":1779999999000,"latitude":1,"longitude":1,"height":1,"status":"ok","x":1,"y":{"x":1,"z":[{"x":2}]}}"#;
+        assert!(d.decode(Some(ok), NOW).is_ok());
+    }
+
+    /// A decoder of a kind with one unbounded double, `x`.
+    fn double_decoder() -> Decoder {
+        let kind = KindSchema::parse(
+            "probe",
+            7,
+            r#"{"type":"record","name":"P","fields":[{"name":"sensor_id","type":"string"},
+                {"name":"observed_at","type":{"type":"long","logicalType":"timestamp-millis"}},
+                {"name":"x","type":"double"}]}"#,
+            Path::new("probe.avsc"),
+        )
+        .expect("valid schema");
+        let catalog = Arc::new(Catalog::for_tests(vec![kind]));
+        let kind = catalog.kind("probe").expect("kind").clone();
+        Decoder::new(catalog, kind, DecodeLimits::default())
+    }
+
+    #[test]
+    fn json_doubles_are_read_exactly_as_python_writes_them() {
+        let d = double_decoder();
+        let read = |x: &str| {
+            let msg = format!(r#"{{"sensor_id":"s","observed_at":{},"x":{x}}}"#, NOW - 1000);
+            match d.decode(Some(msg.as_bytes()), NOW).expect("valid").values[2] {
+                Value::Double(v) => v,
+                ref other => panic!("{other:?}"),
+            }
+        };
+        // The double of the issue, which serde_json's default parsing read one ULP off.
+        assert_eq!(read("1744.9639126667773").to_bits(), 1744.9639126667773f64.to_bits());
+        // Python's `json` (the repr of a float: shortest round trip) and 17 significant digits
+        // ('%.17g'), for random doubles in sensor ranges and random bit patterns.
+        let script = r#"
+import json, random, struct
+random.seed(20261201)
+for i in range(20000):
+    if i % 3 == 0:
+        x = struct.unpack('<d', random.getrandbits(64).to_bytes(8, 'little'))[0]
+        if x != x or x in (float('inf'), float('-inf')):
+            continue
+    else:
+        x = random.uniform(-2000, 2000) * 10.0 ** random.randint(-6, 6)
+    print(struct.pack('<d', x).hex(), json.dumps(x), '%.17g' % x)
+"#;
+        let python = std::env::var("RADE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(&python)
+            .args(["-c", script])
+            .output()
+            .unwrap_or_else(|e| panic!("{python} must run: {e}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).expect("ASCII");
+        let mut checked = 0;
+        for line in text.lines() {
+            let mut parts = line.split(' ');
+            let (Some(hex), Some(repr), Some(g17)) = (parts.next(), parts.next(), parts.next()) else {
+                panic!("unexpected line {line}")
+            };
+            let bytes: Vec<u8> = (0..8)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            let bits = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            assert_eq!(read(repr).to_bits(), bits, "{repr}");
+            assert_eq!(read(g17).to_bits(), bits, "{g17}");
+            checked += 1;
+        }
+        assert!(checked > 19_000, "{checked}");
     }
 
     #[test]
