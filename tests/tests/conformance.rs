@@ -85,15 +85,15 @@ async fn readings_of_foreign_producers_reach_the_lake_bit_for_bit() {
     );
     let tsv = |stream: &str| readings.join(format!("{stream}.tsv")).display().to_string();
     // In the order of generate.py's STREAMS, which its event times follow.
-    let mut sent = vec![run(
+    let java_sent = run(
         "the Java producer",
         Command::new("java")
             .args(["-cp", &tools["JAVA_CP"], "Produce", &bootstrap, &setup.prefix])
             .arg(&schemas)
             .arg(format!("single-object={}", tsv("java-single-object")))
             .arg(format!("confluent={}", tsv("java-confluent"))),
-    )];
-    sent.push(run(
+    );
+    let python_sent = run(
         "the Python producers",
         Command::new(python())
             .arg(py.join("produce.py"))
@@ -108,16 +108,16 @@ async fn readings_of_foreign_producers_reach_the_lake_bit_for_bit() {
                 "avro-confluent",
                 "json",
             ]),
-    ));
-    sent.push(run(
+    );
+    let go_sent = run(
         "the Go producer",
         Command::new(&tools["GO_BIN"])
             .args([&bootstrap, &setup.prefix])
             .arg(&schemas)
             .arg(format!("single-object={}", tsv("goavro-single-object")))
             .arg(format!("confluent={}", tsv("goavro-confluent"))),
-    ));
-    let sent = sent.concat();
+    );
+    let sent = [java_sent, python_sent, go_sent].concat();
 
     run_until_caught_up(&setup.config(""), &[], &setup.log("run.log"));
 
