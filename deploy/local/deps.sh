@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages rade needs to build and test, when they are missing:
 # cmake and the curl/ssl headers for the bundled librdkafka, Java 17 and Maven for the
-# local Kafka broker. Uses apt-get (Debian); as root, or through sudo when available.
+# local Kafka broker and the Java producer of the conformance test, Go for its Go producer.
+# Uses apt-get (Debian); as root, or through sudo when available.
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
+# tests/producers/go needs Go 1.19 or later (Debian 12's golang-go).
+command -v go >/dev/null || need+=(golang-go)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 # prometheus brings the server and promtool for the metrics tests and manifest checks.

@@ -26,6 +26,9 @@ VENV="${RADE_CACHE:-$HOME/.cache/rade}/venv"
 # Also runs deploy/local/s3fault.py (standard library only), the proxy through which the S3
 # tests inject transient errors in front of moto.
 export RADE_TEST_PYTHON="$VENV/bin/python"
+# The foreign producers of the conformance test (Java, Go, and the Python packages), built
+# once and cached under ~/.cache/rade/producers; the test itself also calls this.
+tests/producers/build.sh >/dev/null
 S3_PORT="${RADE_TEST_S3_PORT:-9400}"
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"${RADE_STATE:-.local}/moto.log" 2>&1 &
 S3_PID=$!
