@@ -64,6 +64,8 @@ struct RuleDef {
     value: Option<String>,
     #[serde(default, with = "humantime_serde")]
     no_signal: Option<Duration>,
+    /// Raise after this many heartbeats of the kind's schedule (`catalog.toml`) without a record.
+    missed_heartbeats: Option<u32>,
     message: String,
 }
 
@@ -364,8 +366,9 @@ impl RuleSet {
                     return Err(err(format!("the name is already used in {}", other.display())));
                 }
                 names.push(def.name.clone());
+                let silence = def.no_signal.is_some() || def.missed_heartbeats.is_some();
                 let targets: Vec<String> = if def.kinds.is_empty() {
-                    if def.no_signal.is_none() {
+                    if !silence {
                         return Err(err(
                             "`kinds` is required (it may be omitted only by no_signal rules)".into()
                         ));
@@ -381,7 +384,21 @@ impl RuleSet {
                             catalog_kinds(catalog)
                         ))
                     })?;
-                    if let Some(after) = def.no_signal {
+                    if silence {
+                        // Counted in the kind's heartbeat when it declares a schedule; a kind
+                        // without one falls back on `no_signal`, or is not watched by the rule.
+                        let after = match (def.missed_heartbeats, catalog.schedule(kind), def.no_signal) {
+                            (Some(0), _, _) => return Err(err("missed_heartbeats must be at least 1".into())),
+                            (Some(n), Some(schedule), _) => schedule.heartbeat() * n,
+                            (_, _, Some(after)) => after,
+                            (Some(_), None, None) if def.kinds.is_empty() => continue,
+                            (Some(_), None, None) => {
+                                return Err(err(format!(
+                                    "kind `{kind}` declares no schedule in the catalog to count heartbeats in; add `no_signal` for it"
+                                )));
+                            }
+                            (None, _, None) => unreachable!("a silence rule has no_signal or missed_heartbeats"),
+                        };
                         if def.condition.is_some() || def.window.is_some() || def.clear.is_some() || def.value.is_some()
                         {
                             return Err(err(
@@ -400,11 +417,17 @@ impl RuleSet {
                                 "message: {m} (a no_signal message may use sensor_id, kind, last_seen, silence)"
                             ))
                         })?;
+                        let condition_sql = match def.missed_heartbeats {
+                            Some(n) if catalog.schedule(kind).is_some() => {
+                                format!("no record for {} ({n} heartbeats)", humantime::format_duration(after))
+                            }
+                            _ => format!("no record for {}", humantime::format_duration(after)),
+                        };
                         rules.silence_rules.push(SilenceRule {
                             name: def.name.clone(),
                             severity: def.severity,
                             after_ms,
-                            condition_sql: format!("no record for {}", humantime::format_duration(after)),
+                            condition_sql,
                             message,
                         });
                         continue;
