@@ -417,17 +417,11 @@ impl RuleSet {
                                 "message: {m} (a no_signal message may use sensor_id, kind, last_seen, silence)"
                             ))
                         })?;
-                        let condition_sql = match def.missed_heartbeats {
-                            Some(n) if catalog.schedule(kind).is_some() => {
-                                format!("no record for {} ({n} heartbeats)", humantime::format_duration(after))
-                            }
-                            _ => format!("no record for {}", humantime::format_duration(after)),
-                        };
                         rules.silence_rules.push(SilenceRule {
                             name: def.name.clone(),
                             severity: def.severity,
                             after_ms,
-                            condition_sql,
+                            condition_sql: format!("no record for {}", humantime::format_duration(after)),
                             message,
                         });
                         continue;
@@ -517,4 +511,38 @@ fn catalog_kinds(catalog: &Catalog) -> String {
         .map(|k| k.kind.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::WindowConfig;
+
+    #[test]
+    fn sensor_silent_counts_missed_heartbeats_of_each_kind() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let catalog = Catalog::load(&root.join("schemas")).expect("shipped schemas");
+        let specs = WindowConfig::default().specs().expect("specs");
+        let rules = RuleSet::load(&root.join("rules"), &catalog, &specs).expect("shipped rules");
+        let silent_after = |kind: &str| {
+            let k = rules.kind(kind).expect("kind");
+            let r = k
+                .silence_rules
+                .iter()
+                .find(|r| r.name == "sensor_silent")
+                .expect("sensor_silent");
+            Duration::from_millis(r.after_ms as u64)
+        };
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(silent_after("water_level"), minutes(15));
+        assert_eq!(silent_after("parking_bay"), minutes(180));
+        assert_eq!(silent_after("waste_bin"), minutes(18 * 60));
+        for k in catalog.kinds() {
+            let heartbeat = catalog
+                .schedule(&k.kind)
+                .expect("every shipped kind has a schedule")
+                .heartbeat();
+            assert_eq!(silent_after(&k.kind), heartbeat * 3, "{}", k.kind);
+        }
+    }
 }
