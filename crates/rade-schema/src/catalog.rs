@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use crate::builder::lineage_fields;
 use crate::canonical;
 use crate::decode::{Value, json_value};
 use crate::resolve::Resolution;
+use crate::schedule::{Schedule, ScheduleDef, parse_schedules};
 use crate::{Error, Result};
 
 /// The kind name of the alert schema in the catalog; every other entry is a sensor kind.
@@ -30,6 +31,8 @@ pub struct Catalog {
     versions: Vec<Arc<KindSchema>>,
     by_id: HashMap<u32, Arc<Writer>>,
     by_fingerprint: HashMap<u64, Arc<Writer>>,
+    /// How the devices of each kind report (`[schedule.<kind>]`), for the kinds that declare it.
+    schedules: BTreeMap<String, Schedule>,
 }
 
 /// A schema records may be written with, and how they are read into their kind's reader schema.
@@ -137,6 +140,8 @@ impl FieldType {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     schema: Vec<CatalogEntry>,
+    #[serde(default)]
+    schedule: BTreeMap<String, ScheduleDef>,
 }
 
 #[derive(Deserialize)]
@@ -184,8 +189,14 @@ impl Catalog {
             }
         }
         match Catalog::from_schemas(schemas, &catalog_path) {
-            Ok(c) if problems.is_empty() => return Ok(c),
-            Ok(_) => {}
+            Ok(mut c) => match parse_schedules(file.schedule, |k| c.kind(k).is_some()) {
+                Ok(schedules) if problems.is_empty() => {
+                    c.schedules = schedules;
+                    return Ok(c);
+                }
+                Ok(_) => {}
+                Err(more) => problems.extend(more.into_iter().map(|p| format!("{}: {p}", catalog_path.display()))),
+            },
             Err(more) => problems.extend(more),
         }
         Err(Error::Invalid {
@@ -226,6 +237,7 @@ impl Catalog {
             versions: Vec::new(),
             by_id: HashMap::new(),
             by_fingerprint: HashMap::new(),
+            schedules: BTreeMap::new(),
         };
         for (kind, mut versions) in grouped {
             versions.sort_by_key(|v| v.version);
@@ -324,6 +336,11 @@ impl Catalog {
 
     pub(crate) fn writer_by_fingerprint(&self, fingerprint: u64) -> Option<&Writer> {
         self.by_fingerprint.get(&fingerprint).map(|w| &**w)
+    }
+
+    /// How the devices of a sensor kind report, when its catalog entry declares it.
+    pub fn schedule(&self, kind: &str) -> Option<&Schedule> {
+        self.schedules.get(kind)
     }
 
     /// The alert schema (its latest version), when the catalog has one.

@@ -14,6 +14,7 @@ pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
 pub use decode::{DecodeLimits, Decoder, Row, Value};
 pub use error::{Error, Result};
 pub use reject::{Reject, RejectReason};
+pub use schedule::Schedule;
 pub use wire::WireFormat;
 
 mod builder;
@@ -23,4 +24,5 @@ mod decode;
 mod error;
 mod reject;
 mod resolve;
+mod schedule;
 mod wire;

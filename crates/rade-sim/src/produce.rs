@@ -51,6 +51,17 @@ impl ProducerContext for CountingContext {
     }
 }
 
+/// How fast records are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the broker takes them.
+    Fast,
+    /// At most this many per second.
+    Rate(f64),
+    /// Each when the wall clock reaches its event time (live traffic), at most `max_rate` per second.
+    Live { max_rate: Option<f64> },
+}
+
 /// Sends `records` to `<topic_prefix><kind>`, keyed by sensor id, at most `rate` per second
 /// when given; waits until every message is acknowledged or failed.
 pub fn produce(
@@ -59,11 +70,30 @@ pub fn produce(
     records: impl Iterator<Item = SimRecord>,
     total: Option<u64>,
     rate: Option<f64>,
+    progress: impl FnMut(Progress),
+) -> Result<ProduceStats, KafkaError> {
+    let pace = rate.map_or(Pace::Fast, Pace::Rate);
+    produce_paced(config, topic_prefix, records, total, pace, progress)
+}
+
+/// Sends `records` to `<topic_prefix><kind>` at `pace`, keyed by sensor id with an idempotent
+/// producer: the readings of a device reach its partition in the order they were made, once
+/// each. Waits until every message is acknowledged or failed.
+pub fn produce_paced(
+    config: &ClientConfig,
+    topic_prefix: &str,
+    records: impl Iterator<Item = SimRecord>,
+    total: Option<u64>,
+    pace: Pace,
     mut progress: impl FnMut(Progress),
 ) -> Result<ProduceStats, KafkaError> {
     let counts = Arc::new(Counting::default());
     let mut config = config.clone();
+    // Without idempotence a retried batch lands after the next one, and every engine then
+    // drops a device's earlier readings as late.
     config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000");
@@ -73,6 +103,21 @@ pub fn produce(
     let mut sent = 0u64;
     let mut topic = String::new();
     for r in records {
+        let rate = match pace {
+            Pace::Fast => None,
+            Pace::Rate(r) => Some(r),
+            Pace::Live { max_rate } => {
+                // Wait for the reading's time, polling for delivery reports meanwhile.
+                loop {
+                    let ahead = r.observed_at_ms - chrono::Utc::now().timestamp_millis();
+                    if ahead <= 0 {
+                        break;
+                    }
+                    producer.poll(Duration::from_millis(ahead.min(1000) as u64));
+                }
+                max_rate
+            }
+        };
         if let Some(rate) = rate {
             // Pace against the start so that the mean rate holds whatever the bursts.
             let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -98,7 +143,7 @@ pub fn produce(
             }
         }
         sent += 1;
-        if sent.is_multiple_of(1024) {
+        if sent.is_multiple_of(1024) || matches!(pace, Pace::Live { .. }) {
             producer.poll(Duration::ZERO);
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();

@@ -7,7 +7,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::fleet::{Fleet, Sensor};
-use crate::readings::{Reading, reading};
+use crate::readings::{Ctx, Reading, reading};
 
 /// Which wire format the simulator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +112,27 @@ impl Simulator {
 
     /// A valid reading of sensor number `i` of the fleet at `t_ms`.
     pub fn valid_of(&mut self, i: usize, t_ms: i64, format: FormatChoice) -> SimRecord {
+        self.reading_of(i, t_ms, format, Ctx::default(), |_, _, r| r)
+    }
+
+    /// Sensor `i`'s reading at `t_ms` as a device on its schedule makes it, each measurement
+    /// passed through `adjust` (a scenario's event).
+    pub(crate) fn reading_of(
+        &mut self,
+        i: usize,
+        t_ms: i64,
+        format: FormatChoice,
+        ctx: Ctx,
+        adjust: impl Fn(&Sensor, &str, Reading) -> Reading,
+    ) -> SimRecord {
         let format = self.format(format);
         let sensor = self.fleet.sensors[i].clone();
-        let fields = self.fields(&sensor, t_ms);
+        let mut fields = self.fields(&sensor, t_ms, ctx);
+        for (name, r) in &mut fields {
+            if let Some(v) = r.take() {
+                *r = Some(adjust(&sensor, name, v));
+            }
+        }
         let value = self.encode_with(&sensor.kind, &sensor.id, t_ms, &fields, format);
         SimRecord {
             kind: sensor.kind.clone(),
@@ -126,7 +144,7 @@ impl Simulator {
     }
 
     /// Sensor `sensor`'s fields at `t_ms`, in schema order.
-    fn fields(&mut self, sensor: &Sensor, t_ms: i64) -> Vec<(String, Option<Reading>)> {
+    fn fields(&mut self, sensor: &Sensor, t_ms: i64, ctx: Ctx) -> Vec<(String, Option<Reading>)> {
         let schema = self.schemas[&sensor.kind].clone();
         schema
             .fields
@@ -136,7 +154,7 @@ impl Simulator {
                     "sensor_id" | "observed_at" => None,
                     "latitude" => Some(Reading::Double(sensor.latitude)),
                     "longitude" => Some(Reading::Double(sensor.longitude)),
-                    name => reading(&mut self.rng, sensor, name, t_ms),
+                    name => reading(&mut self.rng, sensor, name, t_ms, ctx),
                 };
                 (f.name.clone(), r)
             })
@@ -186,7 +204,7 @@ impl Simulator {
     pub fn invalid(&mut self, t_ms: i64, reason: RejectReason) -> SimRecord {
         let i = self.rng.random_range(0..self.fleet.sensors.len());
         let sensor = self.fleet.sensors[i].clone();
-        let mut fields = self.fields(&sensor, t_ms);
+        let mut fields = self.fields(&sensor, t_ms, Ctx::default());
         let id = sensor.id.as_str();
         let variant = self.rng.random_range(0..3u32);
         let value: Option<Vec<u8>> = match reason {

@@ -64,6 +64,8 @@ struct RuleDef {
     value: Option<String>,
     #[serde(default, with = "humantime_serde")]
     no_signal: Option<Duration>,
+    /// Raise after this many heartbeats of the kind's schedule (`catalog.toml`) without a record.
+    missed_heartbeats: Option<u32>,
     message: String,
 }
 
@@ -364,8 +366,9 @@ impl RuleSet {
                     return Err(err(format!("the name is already used in {}", other.display())));
                 }
                 names.push(def.name.clone());
+                let silence = def.no_signal.is_some() || def.missed_heartbeats.is_some();
                 let targets: Vec<String> = if def.kinds.is_empty() {
-                    if def.no_signal.is_none() {
+                    if !silence {
                         return Err(err(
                             "`kinds` is required (it may be omitted only by no_signal rules)".into()
                         ));
@@ -381,7 +384,21 @@ impl RuleSet {
                             catalog_kinds(catalog)
                         ))
                     })?;
-                    if let Some(after) = def.no_signal {
+                    if silence {
+                        // Counted in the kind's heartbeat when it declares a schedule; a kind
+                        // without one falls back on `no_signal`, or is not watched by the rule.
+                        let after = match (def.missed_heartbeats, catalog.schedule(kind), def.no_signal) {
+                            (Some(0), _, _) => return Err(err("missed_heartbeats must be at least 1".into())),
+                            (Some(n), Some(schedule), _) => schedule.heartbeat() * n,
+                            (_, _, Some(after)) => after,
+                            (Some(_), None, None) if def.kinds.is_empty() => continue,
+                            (Some(_), None, None) => {
+                                return Err(err(format!(
+                                    "kind `{kind}` declares no schedule in the catalog to count heartbeats in; add `no_signal` for it"
+                                )));
+                            }
+                            (None, _, None) => unreachable!("a silence rule has no_signal or missed_heartbeats"),
+                        };
                         if def.condition.is_some() || def.window.is_some() || def.clear.is_some() || def.value.is_some()
                         {
                             return Err(err(
@@ -494,4 +511,38 @@ fn catalog_kinds(catalog: &Catalog) -> String {
         .map(|k| k.kind.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::WindowConfig;
+
+    #[test]
+    fn sensor_silent_counts_missed_heartbeats_of_each_kind() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let catalog = Catalog::load(&root.join("schemas")).expect("shipped schemas");
+        let specs = WindowConfig::default().specs().expect("specs");
+        let rules = RuleSet::load(&root.join("rules"), &catalog, &specs).expect("shipped rules");
+        let silent_after = |kind: &str| {
+            let k = rules.kind(kind).expect("kind");
+            let r = k
+                .silence_rules
+                .iter()
+                .find(|r| r.name == "sensor_silent")
+                .expect("sensor_silent");
+            Duration::from_millis(r.after_ms as u64)
+        };
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(silent_after("water_level"), minutes(15));
+        assert_eq!(silent_after("parking_bay"), minutes(180));
+        assert_eq!(silent_after("waste_bin"), minutes(18 * 60));
+        for k in catalog.kinds() {
+            let heartbeat = catalog
+                .schedule(&k.kind)
+                .expect("every shipped kind has a schedule")
+                .heartbeat();
+            assert_eq!(silent_after(&k.kind), heartbeat * 3, "{}", k.kind);
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! `rade demo`: the whole slice on an embedded Kafka-protocol cluster, no set-up needed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,14 +13,14 @@ use clap::Args;
 use rade_kafka::{KafkaConfig, StopWhen, Worker, WorkerConfig};
 use rade_lake::{Lake, query_session};
 use rade_schema::{Catalog, DecodeLimits};
-use rade_sim::{FormatChoice, Simulator};
+use rade_sim::{FormatChoice, Pace, Scenario, Simulator, Traffic, TrafficPlan};
 use rade_telemetry::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::simulate::{Plan, report};
+use crate::simulate::{report, scenario_start};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -30,15 +30,24 @@ pub struct DemoArgs {
     /// Schema catalog directory.
     #[arg(long, default_value = "schemas")]
     schemas: PathBuf,
-    /// Records to simulate, spread over the last three hours of event time.
-    #[arg(long, default_value_t = 30_000)]
-    records: u64,
-    /// Share of invalid records, spread over every reason.
+    /// Fleet size factor (1.0: about 4 000 sensors, some 50 000 readings over the 6 hours played).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Stop the simulation after this many records (the flood needs them all).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Share of invalid records (besides the valid ones), spread over every reason.
     #[arg(long, default_value_t = 0.02)]
     invalid_share: f64,
 }
 
 const PARTITIONS: i32 = 3;
+
+/// Event time the demo plays: normal traffic, then the flood and time for its windows to close.
+const PLAYED: Duration = Duration::from_secs(6 * 3600);
+
+/// The gauge the flood scenario rises on.
+const FLOOD_GAUGE: &str = "wl-0001";
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     rade_telemetry::init_tracing_with(false, "warn");
@@ -67,7 +76,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     cluster
         .create_topic(&kafka.dlq_topic, 1, 1)
         .context("while creating the DLQ topic")?;
-    let window_config = rade_window::WindowConfig::default();
+    // JSON alerts, so that the demo reads its own alert topic back without an Avro decoder.
+    let window_config = rade_window::WindowConfig {
+        alert_format: rade_window::AlertFormat::Json,
+        ..rade_window::WindowConfig::default()
+    };
     cluster
         .create_topic(&window_config.alerts_topic, 1, 1)
         .context("while creating the alert topic")?;
@@ -84,32 +97,34 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         rules: Arc::new(rules),
     };
 
+    let scenario = Scenario::Flood;
+    let end_ms = chrono::Utc::now().timestamp_millis();
+    let start_ms = end_ms - PLAYED.as_millis() as i64;
+    let flood_at = scenario_start(scenario, start_ms, end_ms)?;
+    let fleet = rade_sim::Fleet::new(&[], args.scale, 42);
     println!(
-        "1. simulating {} readings of about 4 000 sensors over the last 3 hours (three wire formats, {:.0}% invalid)",
-        args.records,
-        args.invalid_share * 100.0
+        "1. simulating {} sensors over the last {} of event time, each on its kind's schedule (schemas/catalog.toml), \
+         three wire formats, {:.0}% invalid records besides;\n   over it, scenario `flood`: {}",
+        fleet.sensors.len(),
+        humantime::format_duration(PLAYED),
+        args.invalid_share * 100.0,
+        scenario.story()
     );
-    let fleet = rade_sim::Fleet::new(&[], 1.0, 42);
     let sim = Simulator::new(catalog.clone(), fleet, 42).map_err(anyhow::Error::msg)?;
-    let plan = Plan::new(
+    let traffic = Traffic::new(
         sim,
-        args.records,
-        Some(Duration::from_secs(3 * 3600)),
-        FormatChoice::Mixed,
-        args.invalid_share,
-        42,
+        &catalog,
+        TrafficPlan {
+            start_ms,
+            end_ms,
+            format: FormatChoice::Mixed,
+            invalid_share: args.invalid_share,
+            scenario: Some((scenario, flood_at)),
+            seed: 42,
+        },
     );
-    let produced = rade_sim::produce(
-        &rade_kafka::client_config(&kafka),
-        &kafka.raw_topic_prefix,
-        plan,
-        Some(args.records),
-        None,
-        report,
-    )
-    .context("while producing the simulated readings")?;
 
-    println!("2. running the ingest worker until every partition is read and durable");
+    println!("2. the ingest worker reads them as they are sent, until every record is in the lake or the DLQ");
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let lake_url = args.lake.display().to_string();
     let lake = Lake::open(&lake_url).with_context(|| format!("while opening the lake {lake_url}"))?;
@@ -118,17 +133,45 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         roll_interval: Duration::from_secs(10),
         ..WorkerConfig::default()
     };
+    let metrics = Metrics::new();
     let worker = Worker::new(
         kafka.clone(),
         worker_config,
         catalog.clone(),
         DecodeLimits::default(),
         lake.clone(),
-        Metrics::new(),
+        metrics.clone(),
     )
     .with_windows(Some(windowing.clone()));
     let handle = runtime.handle().clone();
-    let summary = std::thread::spawn(move || worker.run(handle, StopWhen::CaughtUp, Arc::new(AtomicBool::new(false))))
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker_stop = stop.clone();
+    let worker_thread = std::thread::spawn(move || worker.run(handle, StopWhen::Signal, worker_stop));
+    // When each reading of the flood gauge was handed to Kafka, for the alert delays.
+    let mut sent_at: HashMap<i64, i64> = HashMap::new();
+    let records = traffic
+        .take(args.records.map_or(usize::MAX, |n| n as usize))
+        .inspect(|r| {
+            if r.key == FLOOD_GAUGE.as_bytes() {
+                sent_at.insert(r.observed_at_ms, chrono::Utc::now().timestamp_millis());
+            }
+        });
+    let produced = rade_sim::produce_paced(
+        &rade_kafka::client_config(&kafka),
+        &kafka.raw_topic_prefix,
+        records,
+        None,
+        Pace::Fast,
+        report,
+    )
+    .context("while producing the simulated readings")?;
+    // Every record read, the worker stops: it makes what it read durable first.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while consumed(&metrics) < produced.delivered && !worker_thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let summary = worker_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?
         .context("while running the ingest worker")?;
@@ -174,6 +217,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         summary.late
     );
     println!("  rules: {}", windowing.rules.rule_names().join(", "));
+    let alerts =
+        read_alerts(&kafka, &windowing.config.alerts_topic, summary.alerts).context("while reading the alerts back")?;
+    let crossings = runtime
+        .block_on(crossings(&lake, &catalog, &windowing.rules))
+        .context("while querying the lake for the flood")?;
+    print_timeline(&alerts, &crossings, &sent_at, &windowing.config.alerts_topic);
     println!("\n== where it is ==");
     println!(
         "  lake: {} ({} Parquet files, {:.1} MiB, Hive layout raw/kind=<kind>/date=<day>/hour=<HH>/)",
@@ -271,4 +320,158 @@ async fn rows_per_kind(lake: &Lake, catalog: &Catalog) -> anyhow::Result<BTreeMa
         }
     }
     Ok(rows)
+}
+
+/// Raw records read so far, from the worker's own metrics.
+fn consumed(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("rade_records_consumed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Every alert of the topic, with the time the broker got it (its Kafka timestamp).
+fn read_alerts(kafka: &KafkaConfig, topic: &str, expected: u64) -> anyhow::Result<Vec<(rade_window::Alert, i64)>> {
+    let mut config = rade_kafka::client_config(kafka);
+    config
+        .set("group.id", "rade-demo-alert-reader")
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (out.len() as u64) < expected && Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let (Some(payload), Some(at)) = (m.payload(), m.timestamp().to_millis()) else {
+            continue;
+        };
+        if let Ok(alert) = serde_json::from_slice::<rade_window::Alert>(payload) {
+            out.push((alert, at));
+        }
+    }
+    Ok(out)
+}
+
+/// A flood threshold of the rules (`height_max >= N`) and when the gauge first reached it.
+struct Crossing {
+    rule: String,
+    threshold: f64,
+    at_ms: Option<i64>,
+}
+
+async fn crossings(lake: &Lake, catalog: &Catalog, rules: &rade_window::RuleSet) -> anyhow::Result<Vec<Crossing>> {
+    let Some(water) = rules.kind("water_level") else {
+        return Ok(Vec::new());
+    };
+    let ctx = query_session(lake, catalog).await?;
+    let mut out = Vec::new();
+    for rule in &water.window_rules {
+        let Some(threshold) = rule
+            .condition_sql
+            .strip_prefix("height_max >= ")
+            .and_then(|n| n.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT arrow_cast(min(observed_at), 'Int64') FROM raw_water_level WHERE sensor_id = '{FLOOD_GAUGE}' AND height >= {threshold}"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let at_ms = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().cloned())
+            .filter(|a| !a.is_empty() && a.is_valid(0))
+            .map(|a| a.value(0));
+        out.push(Crossing {
+            rule: rule.name.clone(),
+            threshold,
+            at_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn clock(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// The story of the flood: each threshold crossed, each alert raised and resolved, and how
+/// long after the crossing the alert was on the alert topic.
+fn print_timeline(
+    alerts: &[(rade_window::Alert, i64)],
+    crossings: &[Crossing],
+    sent_at: &HashMap<i64, i64>,
+    topic: &str,
+) {
+    println!("\n== alert timeline (event time, UTC; the flood on gauge {FLOOD_GAUGE}, rain upstream) ==");
+    enum Line<'a> {
+        Crossing(&'a Crossing),
+        Alert(&'a rade_window::Alert, i64),
+    }
+    let mut lines: Vec<(i64, Line<'_>)> = crossings
+        .iter()
+        .filter_map(|c| c.at_ms.map(|at| (at, Line::Crossing(c))))
+        .chain(
+            alerts
+                .iter()
+                .map(|(a, on_topic)| (a.window_end, Line::Alert(a, *on_topic))),
+        )
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    for (t, line) in &lines {
+        match line {
+            Line::Crossing(c) => println!(
+                "  {}  water at {FLOOD_GAUGE} reaches {} cm ({} threshold)",
+                clock(*t),
+                c.threshold,
+                c.rule
+            ),
+            Line::Alert(a, on_topic) => {
+                let crossing = crossings
+                    .iter()
+                    .find(|c| c.rule == a.rule && a.sensor_id == FLOOD_GAUGE)
+                    .and_then(|c| c.at_ms)
+                    .filter(|_| a.state == rade_window::AlertState::Raised);
+                let delay = crossing
+                    .map(|at| {
+                        let wall = sent_at
+                            .get(&at)
+                            .map(|sent| {
+                                format!(
+                                    "; on {topic} {:.1} s (wall clock) after the crossing reading was sent",
+                                    (*on_topic - sent) as f64 / 1000.0
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "  window closed {} after the crossing{wall}",
+                            humantime::format_duration(Duration::from_secs(
+                                ((a.window_end - at).max(0) as u64).div_ceil(1000)
+                            ))
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "  {}  {:<18} {:<8} {}{delay}",
+                    clock(*t),
+                    a.rule,
+                    a.state.as_str(),
+                    a.sensor_id
+                );
+            }
+        }
+    }
+    if lines.is_empty() {
+        println!("  (no alert)");
+    }
+    let silent = alerts.iter().filter(|(a, _)| a.rule == "sensor_silent").count();
+    println!("  silence alerts (sensor_silent, 3 missed heartbeats of the kind's schedule): {silent}");
 }
