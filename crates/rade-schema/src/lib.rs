@@ -9,7 +9,7 @@
 //! for the Parquet writer.
 
 pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
-pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
+pub use catalog::{Catalog, CatalogSource, FieldSpec, FieldType, KindSchema};
 pub use decode::{DecodeLimits, Decoder, Row, Value};
 pub use error::{Error, Result};
 pub use reject::{Reject, RejectReason};

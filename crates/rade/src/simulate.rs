@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use rade_schema::Catalog;
 use rade_sim::{FormatChoice, Progress, SIMULATED_REASONS, SimRecord, Simulator};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -20,9 +19,9 @@ pub struct SimulateArgs {
     /// Raw topics are <prefix><kind>.
     #[arg(long, default_value = "tpm.raw.")]
     topic_prefix: String,
-    /// Schema catalog directory.
-    #[arg(long, default_value = "schemas")]
-    schemas: PathBuf,
+    /// Schema catalog directory; default: the shipped schemas, built in.
+    #[arg(long)]
+    schemas: Option<PathBuf>,
     /// Wire format: confluent, single-object, json, or mixed (all three in turn).
     #[arg(long, default_value = "mixed")]
     format: FormatChoice,
@@ -130,10 +129,7 @@ pub fn report(p: Progress) {
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let catalog = Arc::new(
-        Catalog::load(&args.schemas)
-            .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
-    );
+    let catalog = Arc::new(crate::config::catalog(args.schemas.as_deref())?);
     let fleet = rade_sim::Fleet::new(&args.kinds, args.scale, args.seed);
     let sensors = fleet.sensors.len();
     let sim = Simulator::new(catalog, fleet, args.seed).map_err(anyhow::Error::msg)?;
