@@ -46,7 +46,6 @@ pub fn catalog() -> Arc<Catalog> {
     Arc::new(Catalog::load(&schemas_dir()).expect("the shipped schemas load"))
 }
 
-/// The `rade` binary of this build (built by `cargo build --workspace` before the tests).
 /// The alert topic of a test, named after its DLQ.
 pub fn alerts_topic(dlq: &str) -> String {
     format!("{}.alerts", dlq.trim_end_matches(".dlq"))
@@ -57,7 +56,13 @@ pub fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
 }
 
+/// The `rade` binary of this build (built by `cargo build --workspace` before the tests);
+/// `RADE_BIN` names another one (a copy that a parallel build of the shared target
+/// directory cannot replace under the tests).
 pub fn rade_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RADE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
     let bin = dir.join("rade");

