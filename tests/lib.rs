@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    Array, BinaryArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -45,7 +46,6 @@ pub fn catalog() -> Arc<Catalog> {
     Arc::new(Catalog::load(&schemas_dir()).expect("the shipped schemas load"))
 }
 
-/// The `rade` binary of this build (built by `cargo build --workspace` before the tests).
 /// The alert topic of a test, named after its DLQ.
 pub fn alerts_topic(dlq: &str) -> String {
     format!("{}.alerts", dlq.trim_end_matches(".dlq"))
@@ -56,7 +56,13 @@ pub fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
 }
 
+/// The `rade` binary of this build (built by `cargo build --workspace` before the tests);
+/// `RADE_BIN` names another one (a copy that a parallel build of the shared target
+/// directory cannot replace under the tests).
 pub fn rade_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RADE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
     let bin = dir.join("rade");
@@ -291,11 +297,28 @@ fn cell(array: &dyn Array, i: usize) -> J {
         DataType::Timestamp(_, _) => {
             serde_json::json!(any.downcast_ref::<TimestampMillisecondArray>().expect("ts ms").value(i))
         }
+        // The GeoParquet `geometry` column: a WKB point, read here on its own (see `wkb_point`).
+        DataType::Binary => match wkb_point(any.downcast_ref::<BinaryArray>().expect("binary").value(i)) {
+            Some((x, y)) => serde_json::json!({"x": x, "y": y}),
+            None => panic!("a geometry that is not a little-endian 2D WKB point"),
+        },
         other => panic!("unexpected lake column type {other}"),
     }
 }
 
-/// Reads every row of the raw lake under `lake`, with the kind from the Hive path.
+/// (x, y) of a WKB point (OGC Simple Features: byte order 1 = little-endian, type 1 = Point,
+/// then two doubles), decoded by hand so that the lake is checked against the spec itself.
+pub fn wkb_point(wkb: &[u8]) -> Option<(f64, f64)> {
+    if wkb.len() != 21 || wkb[0] != 1 || wkb[1..5] != [1, 0, 0, 0] {
+        return None;
+    }
+    let x = f64::from_le_bytes(wkb[5..13].try_into().ok()?);
+    let y = f64::from_le_bytes(wkb[13..21].try_into().ok()?);
+    Some((x, y))
+}
+
+/// Reads every row of the raw lake under `lake`, with the kind from the Hive path. A row with
+/// a position must carry it as its `geometry` point too (x = longitude, y = latitude).
 pub fn read_lake(lake: &Path) -> Vec<LakeRow> {
     let mut rows = Vec::new();
     for path in parquet_files(&lake.join("raw")) {
@@ -319,6 +342,16 @@ pub fn read_lake(lake: &Path) -> Vec<LakeRow> {
                     .zip(batch.columns())
                     .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i)))
                     .collect();
+                if let (Some(lat), Some(lon)) = (values.get("latitude"), values.get("longitude"))
+                    && !lat.is_null()
+                {
+                    assert_eq!(
+                        values.get("geometry"),
+                        Some(&serde_json::json!({"x": lon, "y": lat})),
+                        "the geometry of a row of {} is its position",
+                        path.display()
+                    );
+                }
                 rows.push(LakeRow {
                     topic: values["_topic"].as_str().expect("topic").to_owned(),
                     partition: values["_partition"].as_i64().expect("partition") as i32,

@@ -128,7 +128,10 @@ impl Windowing {
         if !config.enabled {
             return Ok(None);
         }
-        let rules = RuleSet::load(&config.rules_dir, catalog, &specs)?;
+        let rules = match &config.rules_dir {
+            Some(dir) => RuleSet::load(dir, catalog, &specs)?,
+            None => RuleSet::embedded(catalog, &specs)?,
+        };
         Ok(Some(Windowing {
             config: config.clone(),
             specs,

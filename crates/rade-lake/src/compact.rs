@@ -43,9 +43,9 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult,
 };
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::geo::FileWriter;
 use crate::layout::RawFile;
 use crate::store::{Lake, Written};
 use crate::{Error, Result};
@@ -357,7 +357,8 @@ fn rewrite(
         .collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
+    // Raw files: the GeoParquet point column is derived again from latitude and longitude.
+    let mut writer = FileWriter::try_new(&mut out, &schema, props, true)?;
     let mut rows = 0;
     for (path, reader) in readers {
         for batch in reader {

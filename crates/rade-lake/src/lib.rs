@@ -8,6 +8,7 @@
 pub use compact::{CompactOptions, CompactReport, visible_store};
 pub use crash::crash_point;
 pub use error::{Error, Result};
+pub use geo::{GEOMETRY_COLUMN, raw_file_schema};
 pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
 pub use query::query_session;
 pub use store::{Lake, LakeOptions, Written};
@@ -15,6 +16,7 @@ pub use store::{Lake, LakeOptions, Written};
 mod compact;
 mod crash;
 mod error;
+mod geo;
 mod layout;
 mod query;
 mod retry;

@@ -1,4 +1,4 @@
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::DataType;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use rade_schema::Catalog;
@@ -21,8 +21,9 @@ pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionCont
     // Raw files that compaction has merged are not listed while they wait to be deleted.
     ctx.register_object_store(&base, crate::compact::visible_store(store.clone()));
     for kind in catalog.kinds() {
-        // The lake schema without the partition columns, which come from the paths.
-        let schema = Schema::new(kind.arrow.fields().iter().cloned().collect::<Vec<_>>());
+        // The raw files' schema (the position also as a GeoParquet point), without the
+        // partition columns, which come from the paths.
+        let schema = crate::geo::raw_file_schema(&kind.arrow);
         let url = lake.table_url(&format!("raw/kind={}/", kind.kind))?;
         let options = ParquetReadOptions::default()
             .schema(&schema)

@@ -9,11 +9,11 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use url::Url;
 
+use crate::geo::FileWriter;
 use crate::layout::{DerivedFile, RawFile, state_path};
 use crate::retry::RetryCreate;
 use crate::{Error, Result};
@@ -172,12 +172,12 @@ impl Lake {
 
     /// Encodes `batches` as one zstd Parquet file and creates it; never overwrites.
     pub async fn write_raw(&self, file: &RawFile, batches: Vec<RecordBatch>) -> Result<Written> {
-        self.write_create_only(file.path(&self.root), batches).await
+        self.write_create_only(file.path(&self.root), batches, true).await
     }
 
     /// Writes a file of closed windows or alerts, create-only like raw files.
     pub async fn write_derived(&self, file: &DerivedFile, batches: Vec<RecordBatch>) -> Result<Written> {
-        self.write_create_only(file.path(&self.root), batches).await
+        self.write_create_only(file.path(&self.root), batches, false).await
     }
 
     /// Replaces the window state of a partition (a single PUT: readers see the old or the new).
@@ -307,11 +307,12 @@ impl Lake {
         self.delete_object(&file.path(&self.root)).await
     }
 
-    async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>) -> Result<Written> {
+    /// `geometry`: raw rows, which get the GeoParquet point column when they have a position.
+    async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>, geometry: bool) -> Result<Written> {
         let props = self.props.clone();
         let shown = path.to_string();
         // Encoding is CPU work: keep it off the async workers.
-        let bytes = tokio::task::spawn_blocking(move || encode(&batches, props))
+        let bytes = tokio::task::spawn_blocking(move || encode(&batches, props, geometry))
             .await?
             .map_err(|source| Error::Parquet { path: shown, source })?;
         self.put_create_only(path, bytes).await
@@ -372,13 +373,17 @@ impl Lake {
     }
 }
 
-fn encode(batches: &[RecordBatch], props: Arc<WriterProperties>) -> Result<Bytes, parquet::errors::ParquetError> {
+fn encode(
+    batches: &[RecordBatch],
+    props: Arc<WriterProperties>,
+    geometry: bool,
+) -> Result<Bytes, parquet::errors::ParquetError> {
     let schema = batches
         .first()
         .map(|b| b.schema())
         .ok_or_else(|| parquet::errors::ParquetError::General("no rows to write".into()))?;
     let mut buf = Vec::with_capacity(batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() / 4);
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some((*props).clone()))?;
+    let mut writer = FileWriter::try_new(&mut buf, &schema, (*props).clone(), geometry)?;
     for b in batches {
         writer.write(b)?;
     }

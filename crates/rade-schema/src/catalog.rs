@@ -158,14 +158,65 @@ fn first_version() -> u32 {
     1
 }
 
+/// The shipped `schemas/` folder, compiled in by the build script: (file name, text).
+const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
+
+/// Where the files of a catalog are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum CatalogSource<'a> {
+    /// A folder with `catalog.toml` and the `.avsc` files it lists.
+    Dir(&'a Path),
+    /// The `schemas/` this binary was built with.
+    Embedded,
+}
+
+impl CatalogSource<'_> {
+    /// The path a file is known by in messages, and its text.
+    fn read(&self, file: &Path) -> Result<(PathBuf, String)> {
+        match self {
+            CatalogSource::Dir(dir) => {
+                let path = dir.join(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok((path, text)),
+                    Err(source) => Err(Error::Io { path, source }),
+                }
+            }
+            CatalogSource::Embedded => {
+                let path = Path::new("(built-in) schemas").join(file);
+                match EMBEDDED.iter().find(|(name, _)| Path::new(name) == file) {
+                    Some((_, text)) => Ok((path, (*text).to_owned())),
+                    None => Err(Error::Io {
+                        path,
+                        source: std::io::ErrorKind::NotFound.into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The folder, or `(built-in) schemas`, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            CatalogSource::Dir(dir) => dir.display().to_string(),
+            CatalogSource::Embedded => "(built-in) schemas".into(),
+        }
+    }
+}
+
 impl Catalog {
     /// Loads `catalog.toml` and every schema it lists from `dir`; reports every problem at once.
     pub fn load(dir: &Path) -> Result<Catalog> {
-        let catalog_path = dir.join("catalog.toml");
-        let text = std::fs::read_to_string(&catalog_path).map_err(|source| Error::Io {
-            path: catalog_path.clone(),
-            source,
-        })?;
+        Catalog::load_from(CatalogSource::Dir(dir))
+    }
+
+    /// The shipped schemas, compiled into the binary: works from any folder.
+    pub fn embedded() -> Result<Catalog> {
+        Catalog::load_from(CatalogSource::Embedded)
+    }
+
+    /// Loads `catalog.toml` and every schema it lists; reports every problem at once.
+    pub fn load_from(source: CatalogSource<'_>) -> Result<Catalog> {
+        let (catalog_path, text) = source.read(Path::new("catalog.toml"))?;
         let file: CatalogFile = toml::from_str(&text).map_err(|e| Error::Invalid {
             path: catalog_path.clone(),
             message: e.to_string(),
@@ -173,13 +224,9 @@ impl Catalog {
         let mut problems = Vec::new();
         let mut schemas = Vec::new();
         for entry in file.schema {
-            let path = dir.join(&entry.file);
-            let loaded = std::fs::read_to_string(&path)
-                .map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })
-                .and_then(|text| KindSchema::parse(&entry.kind, entry.id, &text, &path));
+            let loaded = source
+                .read(&entry.file)
+                .and_then(|(path, text)| KindSchema::parse(&entry.kind, entry.id, &text, &path));
             match loaded {
                 Ok(mut kind) => {
                     kind.version = entry.version;
@@ -200,7 +247,7 @@ impl Catalog {
             Err(more) => problems.extend(more),
         }
         Err(Error::Invalid {
-            path: dir.to_path_buf(),
+            path: source.display().into(),
             message: problems.join("; "),
         })
     }
@@ -685,5 +732,22 @@ file = "water_level.v2.avsc"
             assert_eq!(catalog.by_id(k.id).map(|s| s.kind.as_str()), Some(k.kind.as_str()));
             assert_eq!(catalog.by_fingerprint(k.fingerprint).map(|s| s.id), Some(k.id));
         }
+    }
+
+    #[test]
+    fn the_embedded_catalog_is_the_shipped_one() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let shipped = Catalog::load(&dir).expect("the shipped schemas load");
+        let embedded = Catalog::embedded().expect("the embedded schemas load");
+        let ids = |c: &Catalog| {
+            c.kinds()
+                .iter()
+                .map(|k| (k.kind.clone(), k.id, k.fingerprint))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&embedded), ids(&shipped));
+        assert_eq!(embedded.alert().map(|a| a.id), shipped.alert().map(|a| a.id));
+        let file = &embedded.kinds()[0].file;
+        assert!(file.starts_with("(built-in) schemas"), "{}", file.display());
     }
 }

@@ -10,7 +10,7 @@
 
 pub use builder::{LINEAGE_COLUMNS, Lineage, RowBatchBuilder};
 pub use canonical::{crc64_avro, fingerprint, parsing_canonical_form};
-pub use catalog::{Catalog, FieldSpec, FieldType, KindSchema};
+pub use catalog::{Catalog, CatalogSource, FieldSpec, FieldType, KindSchema};
 pub use decode::{DecodeLimits, Decoder, Row, Value};
 pub use error::{Error, Result};
 pub use reject::{Reject, RejectReason};

@@ -13,7 +13,7 @@ pub use alert::{Alert, AlertState, alert_id, alerts_batch};
 pub use error::{Error, Result};
 pub use layout::KindLayout;
 pub use operator::{ClosedWindows, Observed, PartitionWindows, combined_watermark};
-pub use rules::{KindRules, RuleSet, Severity};
+pub use rules::{EMBEDDED_RULES_DIR, KindRules, RuleSet, Severity};
 pub use spec::{AlertFormat, WindowConfig, WindowSpec};
 
 mod alert;

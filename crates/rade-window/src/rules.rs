@@ -264,6 +264,19 @@ enum Want {
     Number,
 }
 
+/// The shipped `rules/` folder, compiled in by the build script: (file name, text).
+const EMBEDDED_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/rules.rs"));
+
+/// How the embedded rule files are named in messages.
+pub const EMBEDDED_RULES_DIR: &str = "(built-in) rules";
+
+fn parse_rule_file(path: &Path, text: &str) -> Result<RuleFile> {
+    toml::from_str(text).map_err(|e| Error::RuleFile {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).to_owned()
 }
@@ -272,6 +285,16 @@ impl RuleSet {
     /// No rules, no derived columns: windows are aggregated and written, nothing alerts.
     pub fn empty(catalog: &Catalog) -> Result<Self> {
         Self::build(catalog, &[], Vec::new())
+    }
+
+    /// The shipped `rules/`, compiled into the binary (the folder's `*.toml`, sorted by name).
+    pub fn embedded(catalog: &Catalog, specs: &[WindowSpec]) -> Result<Self> {
+        let mut files = Vec::new();
+        for (name, text) in EMBEDDED_RULES {
+            let path = Path::new(EMBEDDED_RULES_DIR).join(name);
+            files.push((path.clone(), parse_rule_file(&path, text)?));
+        }
+        Self::build(catalog, specs, files)
     }
 
     /// Loads every `*.toml` of `dir` (sorted by name). Errors name the file and the rule.
@@ -291,10 +314,7 @@ impl RuleSet {
                 path: path.clone(),
                 source,
             })?;
-            let file: RuleFile = toml::from_str(&text).map_err(|e| Error::RuleFile {
-                path: path.clone(),
-                message: e.to_string().trim_end().replace('\n', " "),
-            })?;
+            let file = parse_rule_file(&path, &text)?;
             files.push((path, file));
         }
         Self::build(catalog, specs, files)
@@ -544,5 +564,23 @@ mod tests {
                 .heartbeat();
             assert_eq!(silent_after(&k.kind), heartbeat * 3, "{}", k.kind);
         }
+    }
+
+    #[test]
+    fn the_embedded_rules_are_the_shipped_ones() {
+        let catalog = Catalog::embedded().expect("the embedded schemas load");
+        let specs = WindowConfig::default().specs().expect("default windows");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+        let shipped = RuleSet::load(&dir, &catalog, &specs).expect("the shipped rules load");
+        let embedded = RuleSet::embedded(&catalog, &specs).expect("the embedded rules load");
+        assert_eq!(embedded.rule_names(), shipped.rule_names());
+        let names = |r: &RuleSet| {
+            r.files()
+                .iter()
+                .map(|f| f.file_name().map(|n| n.to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&embedded), names(&shipped));
+        assert!(embedded.files().iter().all(|f| f.starts_with(EMBEDDED_RULES_DIR)));
     }
 }

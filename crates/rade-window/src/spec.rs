@@ -88,8 +88,8 @@ pub struct WindowConfig {
     pub forget_after: Duration,
     /// Kafka topic that also receives every closed window as JSON; empty for none.
     pub aggregates_topic: String,
-    /// Directory of the rule files (`*.toml`).
-    pub rules_dir: PathBuf,
+    /// Directory of the rule files (`*.toml`); `None`: the shipped rules, compiled in.
+    pub rules_dir: Option<PathBuf>,
     /// Topic the alerts are published on.
     pub alerts_topic: String,
     /// Encoding of the alert values: `avro` (Confluent-framed) or `json`.
@@ -113,7 +113,7 @@ impl Default for WindowConfig {
             idle_timeout: Duration::from_secs(30),
             forget_after: Duration::from_secs(7 * 86_400),
             aggregates_topic: String::new(),
-            rules_dir: PathBuf::from("rules"),
+            rules_dir: None,
             alerts_topic: "tpm.alerts".into(),
             alert_format: AlertFormat::Avro,
         }

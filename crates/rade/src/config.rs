@@ -100,17 +100,12 @@ impl LakeSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchemasSection {
-    /// Directory with `catalog.toml` and the `.avsc` files.
-    pub dir: PathBuf,
-}
-
-impl Default for SchemasSection {
-    fn default() -> Self {
-        SchemasSection { dir: "schemas".into() }
-    }
+    /// Directory with `catalog.toml` and the `.avsc` files; `None`: the shipped schemas,
+    /// compiled into the binary.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -164,7 +159,9 @@ pub struct Config {
     pub windowing: Option<Windowing>,
 }
 
-/// Reads the layers; `path` must exist when given.
+/// Reads the layers; `path` must exist when given. A relative path written in the file
+/// (`schemas.dir`, `windows.rules_dir`, a local `lake.url`) is taken from the file's folder;
+/// one from the environment, from the working folder.
 pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
     if let Some(path) = path {
@@ -174,7 +171,7 @@ pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
         figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(Env::prefixed("RADE__").split("__"));
-    figment.extract::<RawConfig>().map_err(|e| {
+    let mut raw = figment.extract::<RawConfig>().map_err(|e| {
         let origin = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the environment".into());
@@ -182,18 +179,45 @@ pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
             .map(|e| format!("{origin}: {e}"))
             .collect::<Vec<_>>()
             .join("\n")
-    })
+    })?;
+    // The folder of the file that set a key, when a file did.
+    let folder = |key: &str| {
+        figment
+            .find_metadata(key)
+            .and_then(|m| m.source.as_ref())
+            .and_then(|s| s.file_path())
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+    };
+    let beside = |key: &str, p: &Path| match folder(key) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    };
+    raw.schemas.dir = raw.schemas.dir.map(|d| beside("schemas.dir", &d));
+    raw.windows.rules_dir = raw.windows.rules_dir.map(|d| beside("windows.rules_dir", &d));
+    if !raw.lake.url.contains("://") && !raw.lake.url.is_empty() {
+        raw.lake.url = beside("lake.url", Path::new(&raw.lake.url)).display().to_string();
+    }
+    Ok(raw)
+}
+
+/// The schemas of a folder, or the shipped ones when none is given.
+pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    use anyhow::Context;
+    match dir {
+        Some(dir) => Catalog::load(dir).with_context(|| format!("while loading the schemas of {}", dir.display())),
+        None => Catalog::embedded().context("while loading the built-in schemas"),
+    }
 }
 
 /// Checks everything before anything starts; reports every problem, each with its key or file.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     let mut problems = Vec::new();
-    let dir = if raw.schemas.dir.is_absolute() {
-        raw.schemas.dir.clone()
-    } else {
-        base.join(&raw.schemas.dir)
+    let loaded = match &raw.schemas.dir {
+        Some(dir) => Catalog::load(&base.join(dir)),
+        None => Catalog::embedded(),
     };
-    let catalog = match Catalog::load(&dir) {
+    let catalog = match loaded {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
             problems.push(format!("schemas.dir: {e}"));
@@ -261,9 +285,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         ));
     }
     let mut windows = raw.windows.clone();
-    if windows.rules_dir.is_relative() {
-        windows.rules_dir = base.join(&windows.rules_dir);
-    }
+    windows.rules_dir = windows.rules_dir.map(|d| base.join(d));
     if windows.enabled && windows.alerts_topic.trim().is_empty() {
         problems.push("windows.alerts_topic: empty".into());
     }
@@ -392,6 +414,24 @@ mod tests {
         let (_d, path) = write("[lake]\nretries = 3\n");
         let err = load(Some(&path)).expect_err("unknown key");
         assert!(err.contains("retries"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_of_a_file_are_read_from_its_folder_and_defaults_are_built_in() {
+        let (d, path) = write("[schemas]\ndir = \"s\"\n[windows]\nrules_dir = \"r\"\n[lake]\nurl = \"l\"\n");
+        let raw = load(Some(&path)).expect("loads");
+        assert_eq!(raw.schemas.dir, Some(d.path().join("s")));
+        assert_eq!(raw.windows.rules_dir, Some(d.path().join("r")));
+        assert_eq!(raw.lake.url, d.path().join("l").display().to_string());
+
+        let (_d, path) = write("[lake]\nurl = \"s3://b/p\"\n");
+        let raw = load(Some(&path)).expect("loads");
+        assert_eq!(raw.lake.url, "s3://b/p");
+        assert_eq!(raw.schemas.dir, None);
+        let c = validate(raw, Path::new(".")).expect("the built-in schemas and rules are valid");
+        assert!(c.catalog.kind("water_level").is_some());
+        let rules = c.windowing.expect("windows on by default").rules;
+        assert!(rules.rule_names().iter().any(|r| r == "flood_warning"));
     }
 
     #[test]

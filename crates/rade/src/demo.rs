@@ -27,9 +27,9 @@ pub struct DemoArgs {
     /// Where to write the lake; emptied first.
     #[arg(long, default_value = "demo-lake")]
     lake: PathBuf,
-    /// Schema catalog directory.
-    #[arg(long, default_value = "schemas")]
-    schemas: PathBuf,
+    /// Schema catalog directory; default: the shipped schemas, built in.
+    #[arg(long)]
+    schemas: Option<PathBuf>,
     /// Fleet size factor (1.0: about 4 000 sensors, some 50 000 readings over the 6 hours played).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
@@ -51,10 +51,7 @@ const FLOOD_GAUGE: &str = "wl-0001";
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     rade_telemetry::init_tracing_with(false, "warn");
-    let catalog = Arc::new(
-        Catalog::load(&args.schemas)
-            .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
-    );
+    let catalog = Arc::new(crate::config::catalog(args.schemas.as_deref())?);
     if args.lake.exists() {
         std::fs::remove_dir_all(&args.lake).with_context(|| format!("while emptying {}", args.lake.display()))?;
     }
@@ -85,12 +82,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .create_topic(&window_config.alerts_topic, 1, 1)
         .context("while creating the alert topic")?;
     let specs: Arc<[rade_window::WindowSpec]> = window_config.specs().map_err(anyhow::Error::new)?.into();
-    // The shipped rules when run from the repository; windows without rules otherwise.
-    let rules = if window_config.rules_dir.is_dir() {
-        rade_window::RuleSet::load(&window_config.rules_dir, &catalog, &specs)?
-    } else {
-        rade_window::RuleSet::empty(&catalog)?
-    };
+    // The shipped rules, built in: the demo runs from any folder.
+    let rules = rade_window::RuleSet::embedded(&catalog, &specs)?;
     let windowing = rade_kafka::Windowing {
         config: window_config,
         specs,

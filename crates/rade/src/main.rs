@@ -16,8 +16,11 @@ mod simulate;
 /// Kafka raw sensor topics -> Avro validation -> dead-letter topic for bad records ->
 /// Hive-partitioned Parquet lake (local disk or S3); event-time windows per sensor and SQL
 /// alert rules (DataFusion) -> alert topic and the lake's aggregates/ and alerts/.
+/// `rade --version`: the package version and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RADE_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "rade", version, propagate_version = true)]
+#[command(name = "rade", version = VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -7,7 +7,6 @@ use anyhow::Context;
 use arrow::record_batch::RecordBatch;
 use clap::{Args, ValueEnum};
 use rade_lake::{Lake, query_session};
-use rade_schema::Catalog;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Output {
@@ -23,9 +22,9 @@ pub struct QueryArgs {
     /// Lake URL (file:///path, a local path, or s3://bucket/prefix).
     #[arg(long, default_value = "lake", env = "RADE__LAKE__URL")]
     lake: String,
-    /// Schema catalog directory.
-    #[arg(long, default_value = "schemas")]
-    schemas: PathBuf,
+    /// Schema catalog directory; default: the shipped schemas, built in.
+    #[arg(long)]
+    schemas: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Output,
@@ -35,8 +34,7 @@ pub struct QueryArgs {
 }
 
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let catalog = Catalog::load(&args.schemas)
-        .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?;
+    let catalog = crate::config::catalog(args.schemas.as_deref())?;
     let lake = Lake::open(&args.lake).with_context(|| format!("while opening the lake {}", args.lake))?;
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let batches: Vec<RecordBatch> = runtime.block_on(async {

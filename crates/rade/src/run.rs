@@ -126,7 +126,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 "  rules: {} from {} file(s) in {}: {}",
                 w.rules.rule_names().len(),
                 w.rules.files().len(),
-                w.config.rules_dir.display(),
+                w.config
+                    .rules_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| rade_window::EMBEDDED_RULES_DIR.into()),
                 w.rules.rule_names().join(", ")
             );
             println!("  alerts: {} ({:?})", w.config.alerts_topic, w.config.alert_format);

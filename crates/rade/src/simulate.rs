@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use rade_schema::Catalog;
 use rade_sim::{Fleet, FormatChoice, Pace, Progress, Scenario, Simulator, Traffic, TrafficPlan};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -24,9 +23,9 @@ pub struct SimulateArgs {
     /// Raw topics are <prefix><kind>.
     #[arg(long, default_value = "tpm.raw.")]
     topic_prefix: String,
-    /// Schema catalog directory (with the device schedules of each kind).
-    #[arg(long, default_value = "schemas")]
-    schemas: PathBuf,
+    /// Schema catalog directory; default: the shipped schemas, built in (with the device schedules of each kind).
+    #[arg(long)]
+    schemas: Option<PathBuf>,
     /// Wire format: confluent, single-object, json, or mixed (all three in turn).
     #[arg(long, default_value = "mixed")]
     format: FormatChoice,
@@ -121,14 +120,14 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let catalog = Arc::new(
-        Catalog::load(&args.schemas)
-            .with_context(|| format!("while loading the schemas of {}", args.schemas.display()))?,
-    );
+    let catalog = Arc::new(crate::config::catalog(args.schemas.as_deref())?);
     if let Some(k) = args.kinds.iter().find(|k| catalog.kind(k).is_none()) {
         anyhow::bail!(
-            "--kinds: {k} is not a kind of the catalog in {}",
-            args.schemas.display()
+            "--kinds: {k} is not a kind of the catalog{}",
+            args.schemas
+                .as_deref()
+                .map(|d| format!(" in {}", d.display()))
+                .unwrap_or_default()
         );
     }
     let fleet = Fleet::new(&args.kinds, args.scale, args.seed);
