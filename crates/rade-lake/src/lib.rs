@@ -8,7 +8,7 @@
 pub use compact::{CompactOptions, CompactReport, visible_store};
 pub use crash::crash_point;
 pub use error::{Error, Result};
-pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
+pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, dlq_object_path, hour_of, state_path};
 pub use query::query_session;
 pub use store::{Lake, LakeOptions, Written};
 
