@@ -841,7 +841,10 @@ pub async fn produce_in_order(topic: &str, records: &[(Vec<u8>, Vec<u8>)], max_b
         .expect("producer");
     let mut offsets = Vec::with_capacity(records.len());
     for (key, value) in records {
-        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(0).key(key).payload(value);
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(0)
+            .key(key.as_slice())
+            .payload(value.as_slice());
         let d = producer
             .send(rec, Duration::from_secs(60))
             .await

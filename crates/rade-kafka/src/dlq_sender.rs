@@ -65,21 +65,37 @@ impl DlqSender {
                 .keep(record.topic, record.partition, record.offset, v, headers)?;
             value = None;
         }
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
-        if let Some(k) = record.key {
-            rec = rec.key(k);
+        // librdkafka may refuse at once (a topic it knows to be invalid, a full local queue that
+        // `send` already waits out): the same attempts as for a refused delivery.
+        let mut attempt = 1;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers.clone());
+            if let Some(k) = record.key {
+                rec = rec.key(k);
+            }
+            if let Some(v) = value {
+                rec = rec.payload(v);
+            }
+            match send(&self.producer, rec) {
+                Ok(delivery) => {
+                    return Ok(Pending {
+                        delivery,
+                        topic: topic.clone(),
+                        partition: record.partition,
+                        offset: record.offset,
+                    });
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    warn!(dlq = %self.topic, topic = %topic, partition = record.partition, offset = record.offset,
+                        attempt, error = %e, "the DLQ refused a reject; sending it again");
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.refused(topic, record.partition, record.offset, attempt, e)),
+            }
         }
-        if let Some(v) = value {
-            rec = rec.payload(v);
-        }
-        let delivery = send(&self.producer, rec)
-            .map_err(|source| self.refused(topic, record.partition, record.offset, 1, source))?;
-        Ok(Pending {
-            delivery,
-            topic: topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-        })
     }
 
     /// Waits for every acknowledgement. A record the DLQ refuses is sent again, up to
