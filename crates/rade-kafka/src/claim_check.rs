@@ -42,14 +42,24 @@ pub(crate) struct ClaimCheck {
 
 impl ClaimCheck {
     /// Finds the DLQ's limit: the smaller of the producer's `message.max.bytes` and the DLQ
-    /// topic's `max.message.bytes`.
-    pub(crate) fn discover(kafka: &KafkaConfig, lake: Lake, runtime: Handle, timeout: Duration) -> Result<Self> {
+    /// topic's `max.message.bytes` (`topic_max` when given, else asked to the cluster).
+    pub(crate) fn discover(
+        kafka: &KafkaConfig,
+        topic_max: Option<usize>,
+        lake: Lake,
+        runtime: Handle,
+        timeout: Duration,
+    ) -> Result<Self> {
         let producer_max = kafka
             .properties
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(PRODUCER_DEFAULT_MAX);
-        let topic_max = match topic_max_message_bytes(kafka, &runtime, timeout) {
+        let asked = match topic_max {
+            Some(max) => Ok(Some(max)),
+            None => topic_max_message_bytes(kafka, &runtime, timeout),
+        };
+        let topic_max = match asked {
             Ok(Some(max)) => max,
             Ok(None) => BROKER_DEFAULT_MAX,
             Err(e) => {

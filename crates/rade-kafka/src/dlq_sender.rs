@@ -153,7 +153,7 @@ impl DlqSender {
             topic: topic.to_owned(),
             partition,
             offset,
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum Error {
         topic: String,
         partition: i32,
         offset: i64,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     /// The DLQ could not be read back from the last commits' positions.
     #[error("cannot read the DLQ topic {dlq}: {message}")]

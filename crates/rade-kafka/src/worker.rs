@@ -114,6 +114,8 @@ pub struct Worker {
     lake: Lake,
     metrics: Metrics,
     windowing: Option<Windowing>,
+    /// The DLQ topic's `max.message.bytes` when known beforehand; else asked at startup.
+    dlq_max_message_bytes: Option<usize>,
 }
 
 /// Windows and rules, when `[windows] enabled`.
@@ -169,12 +171,20 @@ impl Worker {
             lake,
             metrics,
             windowing: None,
+            dlq_max_message_bytes: None,
         }
     }
 
     /// Aggregates windows and runs rules besides filling the raw lake.
     pub fn with_windows(mut self, windowing: Option<Windowing>) -> Self {
         self.windowing = windowing;
+        self
+    }
+
+    /// Takes the DLQ topic's `max.message.bytes` as given instead of asking the cluster
+    /// (librdkafka's mock cluster of the demo does not answer DescribeConfigs).
+    pub fn with_dlq_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.dlq_max_message_bytes = Some(bytes);
         self
     }
 
@@ -200,6 +210,7 @@ impl Worker {
         crate::client::probe(&self.kafka, self.config.connect_timeout)?;
         let claim = ClaimCheck::discover(
             &self.kafka,
+            self.dlq_max_message_bytes,
             self.lake.clone(),
             runtime.clone(),
             self.config.connect_timeout,
