@@ -843,3 +843,71 @@ pub fn csv_rows(csv: &str) -> Vec<Vec<String>> {
         .map(|l| l.split(',').map(str::to_owned).collect())
         .collect()
 }
+
+/// Raises a topic's `max.message.bytes` and waits until the broker reports it.
+pub async fn set_max_message_bytes(topic: &str, bytes: usize) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
+    let value = bytes.to_string();
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin
+        .alter_configs(&[alter], &opts)
+        .await
+        .expect("alter_configs request")
+    {
+        r.expect("topic config altered");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let described = admin
+            .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+            .await
+            .expect("describe_configs request");
+        let now = described
+            .into_iter()
+            .next()
+            .and_then(|r| r.ok())
+            .and_then(|c| c.get("max.message.bytes").and_then(|e| e.value.clone()));
+        if now.as_deref() == Some(value.as_str()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic}: max.message.bytes is still {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Produces `(key, value)` pairs one after the other to partition 0 of `topic`, with a producer
+/// that takes messages of up to `max_bytes`; returns their offsets.
+pub async fn produce_in_order(topic: &str, records: &[(Vec<u8>, Vec<u8>)], max_bytes: usize) -> Vec<i64> {
+    let producer: FutureProducer = client()
+        .set("message.max.bytes", max_bytes.to_string())
+        .set("compression.type", "none")
+        .create()
+        .expect("producer");
+    let mut offsets = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(0)
+            .key(key.as_slice())
+            .payload(value.as_slice());
+        let d = producer
+            .send(rec, Duration::from_secs(60))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+        offsets.push(d.offset);
+    }
+    offsets
+}
+
+/// The SHA-256 of a file as `sha256sum` (coreutils) computes it.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}

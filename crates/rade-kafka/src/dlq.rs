@@ -1,6 +1,8 @@
 use rade_schema::Reject;
 use rdkafka::message::{Header, OwnedHeaders};
 
+use crate::headers;
+
 /// A rejected message on its way to the DLQ: the original key and value, untouched.
 #[derive(Debug)]
 pub struct DlqRecord<'a> {
@@ -11,34 +13,29 @@ pub struct DlqRecord<'a> {
     pub offset: i64,
 }
 
-/// The DLQ headers of DESIGN.md: reason, detail, source position and schema id when known.
+/// The DLQ headers of DESIGN.md: reason, detail, source position, the reject's stable id and
+/// the schema id when known.
 pub fn dlq_headers(record: &DlqRecord<'_>, reject: &Reject) -> OwnedHeaders {
     let partition = record.partition.to_string();
     let offset = record.offset.to_string();
-    let mut h = OwnedHeaders::new_with_capacity(6)
-        .insert(Header {
-            key: "rade.reason",
-            value: Some(reject.reason.as_str()),
-        })
-        .insert(Header {
-            key: "rade.detail",
-            value: Some(reject.detail.as_str()),
-        })
-        .insert(Header {
-            key: "rade.source.topic",
-            value: Some(record.topic),
-        })
-        .insert(Header {
-            key: "rade.source.partition",
-            value: Some(partition.as_str()),
-        })
-        .insert(Header {
-            key: "rade.source.offset",
-            value: Some(offset.as_str()),
+    let id = headers::dlq_id(record.topic, record.partition, record.offset);
+    let mut h = OwnedHeaders::new_with_capacity(8);
+    for (key, value) in [
+        (headers::REASON, reject.reason.as_str()),
+        (headers::DETAIL, reject.detail.as_str()),
+        (headers::SOURCE_TOPIC, record.topic),
+        (headers::SOURCE_PARTITION, partition.as_str()),
+        (headers::SOURCE_OFFSET, offset.as_str()),
+        (headers::DLQ_ID, id.as_str()),
+    ] {
+        h = h.insert(Header {
+            key,
+            value: Some(value),
         });
+    }
     if let Some(id) = reject.schema_id {
         h = h.insert(Header {
-            key: "rade.schema.id",
+            key: headers::SCHEMA_ID,
             value: Some(id.to_string().as_str()),
         });
     }

@@ -12,15 +12,25 @@ pub enum Error {
         doing: String,
         source: rdkafka::error::KafkaError,
     },
+    /// Creating a client failed; the text has its secrets redacted.
+    #[error("Kafka client error while {doing}: {message}")]
+    Client { doing: String, message: String },
     #[error("topic {topic} has no kind in the catalog (expected {prefix}<kind>)")]
     UnknownTopic { topic: String, prefix: String },
-    #[error("the DLQ did not acknowledge a reject from {topic}/{partition}@{offset}: {source}")]
+    #[error(
+        "the DLQ topic {dlq} did not acknowledge the reject of {topic}/{partition}@{offset} after {attempts} attempt(s): {source}"
+    )]
     Dlq {
+        dlq: String,
+        attempts: u32,
         topic: String,
         partition: i32,
         offset: i64,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
+    /// The DLQ could not be read back from the last commits' positions.
+    #[error("cannot read the DLQ topic {dlq}: {message}")]
+    DlqTail { dlq: String, message: String },
     #[error("{topic} did not acknowledge {what}: {source}")]
     Publish {
         topic: String,

@@ -101,6 +101,9 @@ pub(crate) struct PartitionState {
     /// each one ends.
     pub(crate) fold_bytes: Vec<u8>,
     pub(crate) fold_ends: Vec<u32>,
+    /// Rejects of this partition found in the DLQ when it was assigned (sent by a worker that
+    /// stopped before committing them): not sent again.
+    pub(crate) dlq_held: crate::dlq_tail::Held,
 }
 
 /// The ingest thread's view of a partition's windows.
@@ -152,6 +155,7 @@ impl PartitionState {
             skip_before,
             fold_bytes: Vec::new(),
             fold_ends: Vec::new(),
+            dlq_held: Default::default(),
         }
     }
 
@@ -199,7 +203,13 @@ impl PartitionState {
     /// Records a reject; returns false when an earlier run already sent it to the DLQ.
     pub(crate) fn push_reject(&mut self, offset: i64) -> bool {
         self.advance(offset);
-        !self.durable.holds_reject(offset)
+        !self.dlq_holds(offset)
+    }
+
+    /// Whether the DLQ already has the reject of `offset`: acknowledged before a file or a
+    /// commit said so, or found there when the partition was assigned.
+    pub(crate) fn dlq_holds(&self, offset: i64) -> bool {
+        self.durable.holds_reject(offset) || self.dlq_held.contains_key(&offset)
     }
 
     /// Arrow bytes buffered.

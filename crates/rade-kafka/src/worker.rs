@@ -19,8 +19,11 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::claim_check::ClaimCheck;
 use crate::client::{KafkaConfig, client_config};
-use crate::dlq::{DlqRecord, dlq_headers};
+use crate::dlq::DlqRecord;
+use crate::dlq_sender::{DlqSender, Pending};
+use crate::dlq_tail::{CommitMeta, TailPlan, read_tail, tail_for};
 use crate::partition::{Durable, Handled, PartitionState, Segment, WindowView};
 use crate::windowing::{Cmd, Runner, SealReply, is_late};
 use crate::{Error, Result};
@@ -111,6 +114,8 @@ pub struct Worker {
     lake: Lake,
     metrics: Metrics,
     windowing: Option<Windowing>,
+    /// The DLQ topic's `max.message.bytes` when known beforehand; else asked at startup.
+    dlq_max_message_bytes: Option<usize>,
 }
 
 /// Windows and rules, when `[windows] enabled`.
@@ -169,12 +174,20 @@ impl Worker {
             lake,
             metrics,
             windowing: None,
+            dlq_max_message_bytes: None,
         }
     }
 
     /// Aggregates windows and runs rules besides filling the raw lake.
     pub fn with_windows(mut self, windowing: Option<Windowing>) -> Self {
         self.windowing = windowing;
+        self
+    }
+
+    /// Takes the DLQ topic's `max.message.bytes` as given instead of asking the cluster
+    /// (librdkafka's mock cluster of the demo does not answer DescribeConfigs).
+    pub fn with_dlq_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.dlq_max_message_bytes = Some(bytes);
         self
     }
 
@@ -196,15 +209,26 @@ impl Worker {
     /// then flushes, commits and leaves the group. `runtime` runs the lake writes.
     pub fn run(self, runtime: Handle, stop_when: StopWhen, stop: Arc<AtomicBool>) -> Result<Summary> {
         let decoders = self.decoders()?;
+        // Reachable first: an unreachable cluster is one clear error, not a wait per client.
+        crate::client::probe(&self.kafka, self.config.connect_timeout)?;
+        let claim = ClaimCheck::discover(
+            &self.kafka,
+            self.dlq_max_message_bytes,
+            self.lake.clone(),
+            runtime.clone(),
+            self.config.connect_timeout,
+        )?;
         let mut producer_config = client_config(&self.kafka);
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "20")
             .set("compression.type", "zstd");
-        let dlq: FutureProducer = producer_config
-            .create()
-            .map_err(|e| Error::kafka("creating the DLQ producer", e))?;
+        if !self.kafka.properties.contains_key("batch.size") {
+            // A batch of small rejects must not exceed what the DLQ topic takes either.
+            producer_config.set("batch.size", claim.max_record_bytes().clamp(1, 1_000_000).to_string());
+        }
+        let dlq: FutureProducer = self.kafka.create(&producer_config, "creating the DLQ producer")?;
 
         // Windows and rules run on their own thread, fed in order by the ingest thread.
         let (win, window_thread) = match self.windowing.as_ref() {
@@ -235,8 +259,10 @@ impl Worker {
         let pipeline = Arc::new(Mutex::new(Pipeline {
             partitions: HashMap::new(),
             decoders,
+            dlq_out: DlqSender::new(dlq.clone(), self.kafka.dlq_topic.clone(), claim),
             dlq,
-            dlq_topic: self.kafka.dlq_topic.clone(),
+            kafka: self.kafka.clone(),
+            dlq_floor: BTreeMap::new(),
             pending_dlq: Vec::new(),
             win,
             dlq_chain: None,
@@ -284,7 +310,7 @@ impl Worker {
                 pipeline: pipeline.clone(),
                 metrics: self.metrics.clone(),
             })
-            .map_err(|e| Error::kafka("creating the consumer", e))?;
+            .map_err(|e| self.kafka.client_error("creating the consumer", e))?;
 
         crate::client::probe_with(&consumer, &self.kafka, self.config.connect_timeout)?;
         let topics: Vec<String> = lock(&pipeline).decoders.keys().cloned().collect();
@@ -388,6 +414,8 @@ struct FlushOutcome {
     raw_arrow_bytes: u64,
     raw_parquet_bytes: u64,
     dlq_acked: u64,
+    /// Per DLQ partition, the offset after this flush's rejects.
+    dlq_ends: BTreeMap<i32, i64>,
     alerts_acked: u64,
     windows_closed: u64,
     written: Vec<(Table, Written)>,
@@ -415,8 +443,14 @@ struct Pipeline {
     partitions: HashMap<String, HashMap<i32, PartitionState>>,
     decoders: HashMap<String, Decoder>,
     dlq: FutureProducer,
-    dlq_topic: String,
-    pending_dlq: Vec<(DeliveryFuture, Arc<str>, i32, i64)>,
+    dlq_out: DlqSender,
+    kafka: KafkaConfig,
+    /// Per DLQ partition, an offset at or after which every reject this worker sends from now
+    /// on lands: the end of the DLQ when the worker started, moved by each flush's
+    /// acknowledgements. Commits record it, so that the next owner of a partition knows from
+    /// where to look for rejects sent after the commit.
+    dlq_floor: BTreeMap<i32, i64>,
+    pending_dlq: Vec<Pending>,
     /// The window thread, when windows are on.
     win: Option<WinHandle>,
     /// Resolves when every flush sealed so far has its rejects acknowledged.
@@ -456,9 +490,8 @@ const DEFAULT_LATENESS_MS: i64 = 60_000;
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
-/// Prefix of the commit metadata that holds the offset below which every reject of the
-/// partition is acknowledged by the DLQ.
-const DLQ_ACKED: &str = "rade.dlq.acked=";
+/// Time allowed to read the DLQ back from the last commits' positions on assignment.
+const DLQ_TAIL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Records between two reads of the wall clock in the hot loop.
 const CLOCK_EVERY: u64 = 64;
@@ -530,8 +563,7 @@ impl Pipeline {
     fn handle(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
         let Pipeline {
             partitions,
-            dlq,
-            dlq_topic,
+            dlq_out,
             pending_dlq,
             summary,
             tally,
@@ -614,6 +646,10 @@ impl Pipeline {
                 }
                 summary.late += 1;
                 t.late += 1;
+                if state.dlq_holds(offset) {
+                    // Reported by a run that stopped before committing it.
+                    return;
+                }
                 Reject {
                     reason: RejectReason::Late,
                     detail: format!(
@@ -642,23 +678,10 @@ impl Pipeline {
             partition: m.partition(),
             offset,
         };
-        let headers = dlq_headers(&record, &reject);
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
-        if let Some(k) = record.key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = record.value {
-            rec = rec.payload(v);
-        }
-        match send(dlq, rec) {
-            Ok(delivery) => pending_dlq.push((delivery, state.topic.clone(), state.partition, offset)),
+        match dlq_out.send(&record, &reject, &state.topic) {
+            Ok(pending) => pending_dlq.push(pending),
             Err(e) => {
-                *fatal = Some(Error::Dlq {
-                    topic: state.topic.to_string(),
-                    partition: state.partition,
-                    offset,
-                    source: e,
-                });
+                fatal.get_or_insert(e);
             }
         }
     }
@@ -878,6 +901,7 @@ impl Pipeline {
         };
         tracing::debug!(files = jobs.len(), partitions = offsets.len(), "flush sealed");
         let dlq = std::mem::take(&mut self.pending_dlq);
+        let dlq_out = self.dlq_out.clone();
         let lake = self.lake.clone();
         let earlier_acked = self.dlq_chain.take();
         let (acked_tx, acked_rx) = tokio::sync::oneshot::channel();
@@ -908,19 +932,10 @@ impl Pipeline {
                     .await
                     .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
             }
-            let mut dlq_acked = 0;
-            for (delivery, topic, partition, offset) in dlq {
-                let fail = |source| Error::Dlq {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                    source,
-                };
-                match delivery.await {
-                    Ok(Ok(_)) => dlq_acked += 1,
-                    Ok(Err((e, _))) => return Err(fail(e)),
-                    Err(_) => return Err(fail(KafkaError::Canceled)),
-                }
+            let acked = dlq_out.acknowledged(dlq).await?;
+            if acked.count > 0 {
+                // The rejects are in the DLQ, nothing of the flush is committed yet.
+                crash_point("after-dlq");
             }
             let _ = acked_tx.send(());
             let mut alerts_acked = 0;
@@ -1012,7 +1027,8 @@ impl Pipeline {
             Ok(FlushOutcome {
                 raw_arrow_bytes,
                 raw_parquet_bytes,
-                dlq_acked,
+                dlq_acked: acked.count,
+                dlq_ends: acked.ends,
                 alerts_acked,
                 windows_closed,
                 written,
@@ -1062,6 +1078,10 @@ impl Pipeline {
             let measured = outcome.raw_parquet_bytes as f64 / outcome.raw_arrow_bytes as f64;
             self.parquet_ratio = 0.5 * self.parquet_ratio + 0.5 * measured;
         }
+        for (d, end) in &outcome.dlq_ends {
+            let floor = self.dlq_floor.entry(*d).or_insert(*end);
+            *floor = (*floor).max(*end);
+        }
         self.summary.dlq_produced += outcome.dlq_acked;
         self.metrics.dlq_produced(outcome.dlq_acked);
         self.summary.alerts += outcome.alerts_acked;
@@ -1080,9 +1100,14 @@ impl Pipeline {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|e| Error::kafka("building the commit", e))?;
             // The commit trails the position by the files still open; its metadata says up
-            // to where the rejects are in the DLQ, so that a replay does not send them again.
+            // to where the rejects are in the DLQ, and from where in the DLQ to look for
+            // those sent after it, so that a replay does not send them again.
+            let meta = CommitMeta {
+                acked: Some(*acked),
+                tail: Some(self.dlq_tail_of(topic, *partition, *acked)),
+            };
             if let Some(mut elem) = tpl.find_partition(topic, *partition) {
-                elem.set_metadata(format!("{DLQ_ACKED}{acked}"));
+                elem.set_metadata(meta.render());
             }
         }
         if tpl.count() > 0 {
@@ -1177,11 +1202,7 @@ impl Pipeline {
             let (windows, skip_before) = self.restore_windows(&topic, elem.partition(), &decoder, start)?;
             // Rejects are in the DLQ below the offset the last commit's metadata gives, and below
             // the restored window state's.
-            let acked = elem
-                .metadata()
-                .strip_prefix(DLQ_ACKED)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(i64::MIN);
+            let acked = CommitMeta::parse(elem.metadata()).acked.unwrap_or(i64::MIN);
             let durable = Durable::new(&files, start.unwrap_or(0), skip_before.max(acked));
             let key: Arc<str> = topic.as_str().into();
             let view = windows.map(|w| {
@@ -1203,8 +1224,67 @@ impl Pipeline {
                 .or_default()
                 .insert(elem.partition(), state);
         }
+        self.find_dlq_rejects(consumer, &committed)?;
         self.metrics.assigned_partitions(self.assigned());
         Ok(())
+    }
+
+    /// Finds the rejects of newly assigned partitions that the DLQ holds beyond their last
+    /// commit (a worker stopped after the DLQ acknowledged them and before committing), so
+    /// that they are not sent again. A partition whose commit does not say where to look
+    /// (never committed, or by an older rade) is committed at once with the DLQ's end.
+    fn find_dlq_rejects(&mut self, consumer: &IngestConsumer, committed: &TopicPartitionList) -> Result<()> {
+        let timeout = Duration::from_secs(10);
+        if self.dlq_floor.is_empty() {
+            // Before this worker sends anything: every reject it sends lands at or after these.
+            self.dlq_floor = crate::dlq_tail::dlq_ends(self.dlq.client(), &self.kafka.dlq_topic, timeout)?;
+        }
+        let plan = TailPlan::new(committed, &self.dlq_floor);
+        let client = self.dlq.client();
+        let anchors = plan.anchors(&self.dlq_floor, |topic, partition| {
+            // Never committed: the partition's beginning, where `earliest` starts anyway.
+            client
+                .fetch_watermarks(topic, partition, timeout)
+                .map(|(low, _)| low)
+                .map_err(|e| Error::kafka("reading the beginning of a partition", e))
+        })?;
+        if anchors.count() > 0
+            && let Err(e) = consumer.commit(&anchors, rdkafka::consumer::CommitMode::Sync)
+        {
+            warn!(error = %e, "the DLQ position of newly assigned partitions not committed; a crash before their first commit may send rejects twice");
+        }
+        if plan.wanted.is_empty() {
+            return Ok(());
+        }
+        match read_tail(&self.kafka, &plan.starts, &plan.wanted, DLQ_TAIL_TIMEOUT) {
+            Ok(found) => {
+                for ((topic, partition), held) in found {
+                    if let Some(state) = self.partitions.get_mut(&topic).and_then(|t| t.get_mut(&partition)) {
+                        info!(
+                            topic,
+                            partition,
+                            rejects = held.len(),
+                            "rejects already in the DLQ are not sent again"
+                        );
+                        state.dlq_held = held;
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "rejects sent before the last stop may be sent to the DLQ again"),
+        }
+        Ok(())
+    }
+
+    /// The DLQ tail to commit for a partition whose rejects before `acked` are in the DLQ.
+    fn dlq_tail_of(&mut self, topic: &str, partition: i32, acked: i64) -> BTreeMap<i32, i64> {
+        match self.partitions.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
+            Some(state) => {
+                // Rejects found before the acknowledged offset are covered by it from now on.
+                state.dlq_held = state.dlq_held.split_off(&acked);
+                tail_for(&self.dlq_floor, &state.dlq_held)
+            }
+            None => self.dlq_floor.clone(),
+        }
     }
 
     /// The windows of a newly assigned partition, from the state its last owner saved. When

@@ -188,6 +188,16 @@ pub fn state_path(root: &Path, topic: &str, partition: i32) -> Path {
         .join(format!("p{partition}.cbor.zst"))
 }
 
+/// Where a claim-checked DLQ value is kept: `_dlq/<topic>/p<partition>/o<offset>.bin`, named by
+/// its source position so that a replay writes the same object again, never a second one.
+pub fn dlq_object_path(root: &Path, topic: &str, partition: i32, offset: i64) -> Path {
+    root.clone()
+        .join("_dlq")
+        .join(topic)
+        .join(format!("p{partition}"))
+        .join(format!("o{offset}.bin"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

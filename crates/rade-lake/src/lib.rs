@@ -9,7 +9,7 @@ pub use compact::{CompactOptions, CompactReport, visible_store};
 pub use crash::crash_point;
 pub use error::{Error, Result};
 pub use geo::{GEOMETRY_COLUMN, raw_file_schema};
-pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, hour_of, state_path};
+pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, dlq_object_path, hour_of, state_path};
 pub use query::query_session;
 pub use store::{Lake, LakeOptions, Written};
 

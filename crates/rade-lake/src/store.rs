@@ -14,7 +14,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use url::Url;
 
 use crate::geo::FileWriter;
-use crate::layout::{DerivedFile, RawFile, state_path};
+use crate::layout::{DerivedFile, RawFile, dlq_object_path, state_path};
 use crate::retry::RetryCreate;
 use crate::{Error, Result};
 
@@ -197,6 +197,42 @@ impl Lake {
                 ..
             }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps the value of a DLQ record too large for the DLQ topic (the claim check), replacing
+    /// any earlier copy of the same position (a replay writes the same bytes). Returns the
+    /// object's URL, for the DLQ record that points to it.
+    pub async fn put_dlq_object(&self, topic: &str, partition: i32, offset: i64, bytes: Bytes) -> Result<String> {
+        let path = dlq_object_path(&self.root, topic, partition, offset);
+        self.put_object(&path, PutPayload::from(bytes)).await?;
+        Ok(self.object_url(&path))
+    }
+
+    /// A value kept by [`Lake::put_dlq_object`].
+    pub async fn read_dlq_object(&self, topic: &str, partition: i32, offset: i64) -> Result<Bytes> {
+        self.read_object(&dlq_object_path(&self.root, topic, partition, offset))
+            .await
+    }
+
+    /// The URL of an object of this lake: `file:///…` for a local lake, `s3://bucket/…` on S3.
+    pub fn object_url(&self, path: &Path) -> String {
+        match &self.local_dir {
+            // The root of a local store is the absolute directory itself.
+            Some(_) => format!("file:///{path}"),
+            None => {
+                let (scheme, _) = self.url.split_once("://").unwrap_or(("memory", ""));
+                let bucket = self
+                    .url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .unwrap_or_default();
+                if scheme == "s3" {
+                    format!("s3://{bucket}/{path}")
+                } else {
+                    format!("{scheme}:///{path}")
+                }
+            }
         }
     }
 

@@ -176,7 +176,7 @@ pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the environment".into());
         e.into_iter()
-            .map(|e| format!("{origin}: {e}"))
+            .map(|e| format!("{origin}: {}", without_secret(e)))
             .collect::<Vec<_>>()
             .join("\n")
     })?;
@@ -207,6 +207,22 @@ pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     match dir {
         Some(dir) => Catalog::load(dir).with_context(|| format!("while loading the schemas of {}", dir.display())),
         None => Catalog::embedded().context("while loading the built-in schemas"),
+    }
+}
+
+/// A configuration error as text, without the value it quotes when its key names a secret.
+fn without_secret(e: figment::Error) -> String {
+    use figment::error::Kind;
+    if !e.path.iter().any(|k| rade_kafka::names_a_secret(k)) {
+        return e.to_string();
+    }
+    let key = e.path.join(".");
+    let redacted = rade_kafka::REDACTED;
+    match &e.kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("invalid value {redacted} for key {key}: expected {expected}")
+        }
+        _ => format!("invalid value {redacted} for key {key}"),
     }
 }
 
@@ -242,14 +258,28 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         problems.push("kafka.group_id: empty".into());
     }
     let mut properties = std::collections::BTreeMap::new();
+    let mut secret_keys = std::collections::BTreeSet::new();
     for (k, v) in &raw.kafka.properties {
         match resolve_secret(v) {
-            Ok(v) => {
-                properties.insert(k.clone(), v);
+            Ok(resolved) => {
+                if resolved != *v {
+                    secret_keys.insert(k.clone());
+                }
+                properties.insert(k.clone(), resolved);
             }
             Err(e) => problems.push(format!("kafka.properties.{k}: {e}")),
         }
     }
+    let kafka = KafkaConfig {
+        properties,
+        secret_keys,
+        ..raw.kafka.clone()
+    };
+    // librdkafka's own checks of names and values, before any client is created.
+    problems.extend(kafka.check_properties());
+    SECRETS
+        .set(kafka.clone())
+        .unwrap_or_else(|_| tracing::debug!("configuration validated twice; the first one's secrets are redacted"));
     for (key, d) in [
         ("worker.flush_interval", raw.worker.flush_interval),
         ("worker.roll_interval", raw.worker.roll_interval),
@@ -308,10 +338,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         base.join(&lake_url).display().to_string()
     };
     Ok(Config {
-        kafka: KafkaConfig {
-            properties,
-            ..raw.kafka
-        },
+        kafka,
         worker: raw.worker,
         lake_url,
         lake_options,
@@ -325,6 +352,18 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
         listen,
         windowing,
     })
+}
+
+/// The validated Kafka settings, so that whatever the binary prints can be redacted.
+static SECRETS: std::sync::OnceLock<KafkaConfig> = std::sync::OnceLock::new();
+
+/// `text` without any secret of the configuration (every value read from `env:` or `file:`
+/// and every value whose key names a secret), for the last line the binary prints.
+pub fn redact(text: &str) -> String {
+    match SECRETS.get() {
+        Some(kafka) => kafka.redact(text),
+        None => text.to_owned(),
+    }
 }
 
 /// `file:/path` and `env:NAME` values are read from there; anything else is taken as it is.

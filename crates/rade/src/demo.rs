@@ -135,7 +135,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         lake.clone(),
         metrics.clone(),
     )
-    .with_windows(Some(windowing.clone()));
+    .with_windows(Some(windowing.clone()))
+    // The mock cluster's topics take what a broker's do by default.
+    .with_dlq_max_message_bytes(1_048_588);
     let handle = runtime.handle().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let worker_stop = stop.clone();

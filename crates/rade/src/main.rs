@@ -56,7 +56,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // librdkafka's texts quote the values they refuse: no secret of the config leaves.
+            eprintln!("error: {}", config::redact(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
