@@ -14,7 +14,10 @@ import duckdb, geopandas as gpd, pandas as pd, pyarrow.compute as pc, pyarrow.pa
 lake, kinds = sys.argv[1], sys.argv[2:]
 # The spatial extension from PyPI (duckdb-ext-spatial): no download at LOAD.
 ext = os.path.join(list(importlib.util.find_spec("duckdb_ext").submodule_search_locations)[0], "extensions")
-con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": False})
+# No progress bar: on a loaded machine a query passes its 2 s threshold and DuckDB draws
+# the bar on stdout, ahead of the JSON.
+con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": False,
+                             "enable_progress_bar": False})
 con.execute("LOAD spatial")
 out = {}
 for kind in kinds:

@@ -31,7 +31,7 @@ out["pyarrow"] = {
     "occupied_by_hour": hours,
 }
 
-con = duckdb.connect()
+con = duckdb.connect(config={"enable_progress_bar": False})
 def q(sql):
     return con.execute(sql).fetchall()
 glob = lambda kind: f"read_parquet('{lake}/raw/kind={kind}/*/*/*.parquet', hive_partitioning = true)"
