@@ -30,26 +30,24 @@ fn main() {
 fn from_git() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     // Run again when HEAD moves (checkout, commit) or the index or the sources change, so that
-    // the commit and the dirty mark stay true.
-    let root = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?);
+    // the commit and the dirty mark stay true. The paths are relative to this package (cargo
+    // reads them so): a checkout in another folder sharing the build cache watches its own
+    // `.git`, not the one of the checkout that built last.
+    let up = git(&["rev-parse", "--show-cdup"])?;
     let mut watched: Vec<PathBuf> = ["crates", "schemas", "rules", "Cargo.toml", "Cargo.lock"]
         .iter()
-        .map(|p| root.join(p))
+        .map(|p| Path::new(&up).join(p))
         .collect();
     let mut git_paths = vec!["HEAD".to_owned(), "index".to_owned(), "packed-refs".to_owned()];
     if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
         git_paths.push(head_ref);
     }
-    for p in git_paths {
-        if let Some(path) = git(&["rev-parse", "--git-path", &p]) {
-            let path = Path::new(&path);
-            watched.push(if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                root.join(path)
-            });
-        }
-    }
+    // `--git-path` answers relative to the working directory, which is this package's.
+    watched.extend(
+        git_paths
+            .iter()
+            .filter_map(|p| git(&["rev-parse", "--git-path", p]).map(PathBuf::from)),
+    );
     for path in watched.iter().filter(|p| p.exists()) {
         println!("cargo::rerun-if-changed={}", path.display());
     }

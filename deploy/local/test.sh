@@ -46,4 +46,4 @@ export RADE_TEST_BOOTSTRAP
 echo "test.sh: Kafka at $RADE_TEST_BOOTSTRAP" >&2
 # RUST_TEST_THREADS, not --test-threads: criterion benches run once in test mode and
 # refuse libtest's flags.
-RUST_TEST_THREADS="${RADE_TEST_THREADS:-2}" cargo test --workspace --all-targets --locked
+RUST_TEST_THREADS="${RADE_TEST_THREADS:-2}" cargo test --workspace --all-targets --locked --no-fail-fast
