@@ -16,8 +16,8 @@ lake, kinds = sys.argv[1], sys.argv[2:]
 ext = os.path.join(list(importlib.util.find_spec("duckdb_ext").submodule_search_locations)[0], "extensions")
 # No progress bar: on a loaded machine a query passes its 2 s threshold and DuckDB draws
 # the bar on stdout, ahead of the JSON.
-con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": False,
-                             "enable_progress_bar": False})
+con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": False})
+con.execute("SET enable_progress_bar = false")
 con.execute("LOAD spatial")
 out = {}
 for kind in kinds:

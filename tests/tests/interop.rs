@@ -31,7 +31,9 @@ out["pyarrow"] = {
     "occupied_by_hour": hours,
 }
 
-con = duckdb.connect(config={"enable_progress_bar": False})
+con = duckdb.connect()
+# No progress bar: past 2 s on a loaded machine DuckDB draws it on stdout, ahead of the JSON.
+con.execute("SET enable_progress_bar = false")
 def q(sql):
     return con.execute(sql).fetchall()
 glob = lambda kind: f"read_parquet('{lake}/raw/kind={kind}/*/*/*.parquet', hive_partitioning = true)"

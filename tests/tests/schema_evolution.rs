@@ -123,7 +123,9 @@ files = ds.dataset(root, format="parquet", partitioning="hive").files
 # The newest schema of the files, as a union: old files lack the column, which reads as null.
 schema = pa.unify_schemas([pq.read_schema(f) for f in files])
 table = ds.dataset(root, format="parquet", partitioning="hive", schema=schema).to_table()
-rows, values = duckdb.connect(config={"enable_progress_bar": False}).execute(
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # it would draw on stdout, ahead of the JSON
+rows, values = con.execute(
     f"SELECT count(*), count(battery_pct) FROM read_parquet('{root}/*/*/*.parquet', union_by_name = true)"
 ).fetchone()
 polars = pl.scan_parquet(
