@@ -7,10 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The package's folder as cargo gives it now: not `env!`, which is frozen when the script is
+/// compiled, and cargo reuses a compiled script for another checkout sharing the target folder.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
+}
+
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     out.status

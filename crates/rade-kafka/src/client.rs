@@ -114,7 +114,7 @@ impl KafkaConfig {
     }
 
     /// A client creation error with the secrets redacted.
-    pub(crate) fn client_error(&self, doing: &str, e: KafkaError) -> crate::Error {
+    pub fn client_error(&self, doing: &str, e: KafkaError) -> crate::Error {
         crate::Error::Client {
             doing: doing.to_owned(),
             message: self.redact(&e.to_string()),
@@ -181,7 +181,7 @@ pub fn probe(kafka: &KafkaConfig, timeout: Duration) -> crate::Result<usize> {
     )
 }
 
-pub(crate) fn probe_with<C: rdkafka::consumer::ConsumerContext>(
+pub fn probe_with<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     kafka: &KafkaConfig,
     timeout: Duration,

@@ -1,28 +1,20 @@
-//! Kafka plumbing and the ingest worker, the stage between the raw topics and the lake.
+//! Kafka for rade: client configuration, errors classified once, producing with delivery
+//! futures, consumer statistics, and the DLQ record with every `rade.*` header name.
 //!
-//! [`Worker`] joins the consumer group on the raw topics, decodes and validates each message
-//! ([`rade_schema::Decoder`]), buffers valid rows per partition and event hour, and on each
-//! flush sends rejects to the DLQ, writes Parquet files ([`rade_lake::Lake`]) and only then
-//! commits offsets. On assignment it reads which offsets the lake already holds, so that a
-//! replay after a crash writes nothing twice; on revocation it flushes before letting go.
-//!
-//! Rejects go to the DLQ with the headers of [`headers`]; a value too large for the DLQ topic
-//! is kept in the lake and the DLQ record points to it (`claim_check`), and a worker assigned
-//! a partition reads the DLQ back from its last commit's position so as not to send a reject
-//! twice (`dlq_tail`).
+//! [`KafkaConfig`] is the `[kafka]` section (bootstrap, topics, security, pass-through
+//! librdkafka properties, secrets redacted in every error); [`client_config`] turns it into
+//! librdkafka settings. [`classify`] says of any librdkafka error whether it is transient, a
+//! bad record or fatal. The ingest worker that uses all this is `rade-worker`.
 
-pub use client::{KafkaConfig, REDACTED, client_config, committed_offsets, names_a_secret, probe};
+pub use client::{KafkaConfig, REDACTED, client_config, committed_offsets, names_a_secret, probe, probe_with};
 pub use dlq::{DlqRecord, dlq_headers};
-pub use error::{Error, Result};
-pub use worker::{StopWhen, Summary, Windowing, Worker, WorkerConfig};
+pub use error::{Error, Result, classify, is_rebalance};
+pub use producer::{delivered, send};
+pub use stats::publish_consumer_stats;
 
-mod claim_check;
 mod client;
 mod dlq;
-mod dlq_sender;
-mod dlq_tail;
 mod error;
 pub mod headers;
-mod partition;
-mod windowing;
-mod worker;
+mod producer;
+mod stats;

@@ -11,3 +11,11 @@ pub enum Error {
 
 /// Result of the schema crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// What to do about it: a catalog that does not load stops startup. A bad record is not an
+    /// error of this crate but a [`crate::Reject`].
+    pub fn disposition(&self) -> crate::Disposition {
+        crate::Disposition::Fatal
+    }
+}

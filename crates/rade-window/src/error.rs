@@ -31,3 +31,11 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// What the worker does about it: every error of windows and rules is fatal (a bad window,
+    /// rule or state stops startup or the worker; nothing here is a record's fault).
+    pub fn disposition(&self) -> rade_schema::Disposition {
+        rade_schema::Disposition::Fatal
+    }
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use rade_kafka::{KafkaConfig, Windowing, WorkerConfig};
+use rade_kafka::KafkaConfig;
+use rade_worker::{Windowing, WorkerConfig};
 use rade_lake::LakeOptions;
 use rade_schema::{Catalog, DecodeLimits};
 use rade_window::WindowConfig;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arrow::array::{Array, Int64Array, StringArray};
 use clap::Args;
-use rade_kafka::{KafkaConfig, StopWhen, Worker, WorkerConfig};
+use rade_kafka::KafkaConfig;
+use rade_worker::{StopWhen, Worker, WorkerConfig};
 use rade_lake::{Lake, query_session};
 use rade_schema::{Catalog, DecodeLimits};
 use rade_sim::{FormatChoice, Pace, Scenario, Simulator, Traffic, TrafficPlan};
@@ -84,7 +85,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let specs: Arc<[rade_window::WindowSpec]> = window_config.specs().map_err(anyhow::Error::new)?.into();
     // The shipped rules, built in: the demo runs from any folder.
     let rules = rade_window::RuleSet::embedded(&catalog, &specs)?;
-    let windowing = rade_kafka::Windowing {
+    let windowing = rade_worker::Windowing {
         config: window_config,
         specs,
         rules: Arc::new(rules),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rade_kafka::{StopWhen, Worker};
+use rade_worker::{StopWhen, Worker};
 use rade_lake::Lake;
 use rade_telemetry::Metrics;
 use tracing::{error, info};

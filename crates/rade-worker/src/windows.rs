@@ -274,18 +274,19 @@ fn publish(
     outgoing: &mut Vec<Outgoing>,
     fatal: &mut Option<Error>,
 ) {
-    match crate::worker::send(producer, rec) {
+    match rade_kafka::send(producer, rec) {
         Ok(delivery) => outgoing.push(Outgoing {
             delivery,
             topic: topic.to_owned(),
             what,
         }),
         Err(source) => {
-            fatal.get_or_insert(Error::Publish {
+            fatal.get_or_insert(rade_kafka::Error::Publish {
                 topic: topic.to_owned(),
                 what,
                 source: Box::new(source),
-            });
+            }
+            .into());
         }
     }
 }

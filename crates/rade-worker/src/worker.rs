@@ -11,8 +11,7 @@ use rade_window::{PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -20,12 +19,12 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::claim_check::ClaimCheck;
-use crate::client::{KafkaConfig, client_config};
-use crate::dlq::DlqRecord;
+use rade_kafka::{KafkaConfig, client_config};
+use rade_kafka::DlqRecord;
 use crate::dlq_sender::{DlqSender, Pending};
 use crate::dlq_tail::{CommitMeta, TailPlan, read_tail, tail_for};
 use crate::partition::{Durable, Handled, PartitionState, Segment, WindowView};
-use crate::windowing::{Cmd, Runner, SealReply, is_late};
+use crate::windows::{Cmd, Runner, SealReply, is_late};
 use crate::{Error, Result};
 
 /// The `[worker]` section: when files roll, when to flush and how long to wait.
@@ -210,7 +209,7 @@ impl Worker {
     pub fn run(self, runtime: Handle, stop_when: StopWhen, stop: Arc<AtomicBool>) -> Result<Summary> {
         let decoders = self.decoders()?;
         // Reachable first: an unreachable cluster is one clear error, not a wait per client.
-        crate::client::probe(&self.kafka, self.config.connect_timeout)?;
+        rade_kafka::probe(&self.kafka, self.config.connect_timeout)?;
         let claim = ClaimCheck::discover(
             &self.kafka,
             self.dlq_max_message_bytes,
@@ -245,7 +244,7 @@ impl Worker {
                 let thread = std::thread::Builder::new()
                     .name("rade-windows".into())
                     .spawn(move || runner.run(rx))
-                    .map_err(|e| Error::Thread(format!("cannot start the window thread: {e}")))?;
+                    .map_err(Error::Spawn)?;
                 let handle = WinHandle {
                     tx,
                     slides: w.specs.iter().map(|s| s.slide_ms).collect(),
@@ -312,7 +311,7 @@ impl Worker {
             })
             .map_err(|e| self.kafka.client_error("creating the consumer", e))?;
 
-        crate::client::probe_with(&consumer, &self.kafka, self.config.connect_timeout)?;
+        rade_kafka::probe_with(&consumer, &self.kafka, self.config.connect_timeout)?;
         let topics: Vec<String> = lock(&pipeline).decoders.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
@@ -752,7 +751,7 @@ impl Pipeline {
             win.active = true;
             if win.tx.send(cmd).is_err() {
                 self.fatal
-                    .get_or_insert(Error::Thread("the window thread stopped".into()));
+                    .get_or_insert(Error::WindowThreadStopped);
             }
         }
     }
@@ -913,7 +912,7 @@ impl Pipeline {
             let window_part = match window_reply {
                 Some(rx) => rx
                     .await
-                    .map_err(|_| Error::Thread("the window thread stopped".into()))?,
+                    .map_err(|_| Error::WindowThreadStopped)?,
                 None => SealReply::default(),
             };
             if let Some(e) = window_part.fatal {
@@ -930,7 +929,7 @@ impl Pipeline {
             if let Some(earlier) = earlier_acked {
                 earlier
                     .await
-                    .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
+                    .map_err(|_| Error::EarlierFlushFailed)?;
             }
             let acked = dlq_out.acknowledged(dlq).await?;
             if acked.count > 0 {
@@ -940,15 +939,15 @@ impl Pipeline {
             let _ = acked_tx.send(());
             let mut alerts_acked = 0;
             for out in outgoing {
-                let fail = |source| Error::Publish {
+                let fail = |source| rade_kafka::Error::Publish {
                     topic: out.topic.clone(),
                     what: out.what,
                     source: Box::new(source),
                 };
                 match out.delivery.await {
                     Ok(Ok(_)) => alerts_acked += u64::from(out.what == "an alert"),
-                    Ok(Err((e, _))) => return Err(fail(e)),
-                    Err(_) => return Err(fail(KafkaError::Canceled)),
+                    Ok(Err((e, _))) => return Err(fail(e).into()),
+                    Err(_) => return Err(fail(KafkaError::Canceled).into()),
                 }
             }
             // Raw files in parallel; files of closed windows and alerts only once every
@@ -1001,7 +1000,7 @@ impl Pipeline {
             if let Some(earlier) = earlier_durable {
                 earlier
                     .await
-                    .map_err(|_| Error::Thread("an earlier flush failed".into()))?;
+                    .map_err(|_| Error::EarlierFlushFailed)?;
             }
             for job in derived_jobs {
                 if let Job::Derived(file, batches) = job {
@@ -1055,9 +1054,7 @@ impl Pipeline {
 
     fn complete_one(&mut self, consumer: &IngestConsumer) -> Result<()> {
         if self.failed {
-            return Err(Error::Thread(
-                "an earlier error stopped the worker; nothing more is committed".into(),
-            ));
+            return Err(Error::Stopped);
         }
         let Some(flight) = self.in_flight.pop_front() else {
             return Ok(());
@@ -1065,7 +1062,7 @@ impl Pipeline {
         let outcome = self
             .runtime
             .block_on(flight.task)
-            .map_err(|e| Error::Thread(e.to_string()))
+            .map_err(Error::FlushTask)
             .and_then(|o| o);
         // A flush that failed stops every later commit: its records are replayed instead.
         self.failed |= outcome.is_err();
@@ -1117,12 +1114,8 @@ impl Pipeline {
                 // one stops or commits): the files are durable, only the offsets wait. The
                 // next commit covers them, or the partition's next owner replays from the
                 // last commit and finds the rows in the lake.
-                Err(KafkaError::ConsumerCommit(
-                    code @ (RDKafkaErrorCode::RebalanceInProgress
-                    | RDKafkaErrorCode::IllegalGeneration
-                    | RDKafkaErrorCode::UnknownMemberId),
-                )) => {
-                    warn!(error = %code, "offsets not committed while the group rebalances; the next commit or owner covers them");
+                Err(e) if rade_kafka::is_rebalance(&e) => {
+                    warn!(error = %e, "offsets not committed while the group rebalances; the next commit or owner covers them");
                     return Ok(());
                 }
                 Err(e) => return Err(Error::kafka("committing offsets", e)),
@@ -1156,9 +1149,7 @@ impl Pipeline {
             while let Some(flight) = self.in_flight.pop_front() {
                 let _ = self.runtime.block_on(flight.task);
             }
-            return Err(Error::Thread(
-                "an earlier error stopped the worker; nothing more is committed".into(),
-            ));
+            return Err(Error::Stopped);
         }
         self.tally.publish(&self.metrics, self.windowing.is_some());
         self.advance_windows();
@@ -1178,10 +1169,11 @@ impl Pipeline {
         for elem in committed.elements() {
             let topic = elem.topic().to_owned();
             let Some(decoder) = self.decoders.get(&topic).cloned() else {
-                return Err(Error::UnknownTopic {
+                return Err(rade_kafka::Error::UnknownTopic {
                     topic,
                     prefix: String::new(),
-                });
+                }
+                .into());
             };
             if !listed.contains_key(&topic) {
                 let files = self
@@ -1471,24 +1463,6 @@ impl Pipeline {
     }
 }
 
-/// Sends a record, waiting while the producer's queue is full.
-pub(crate) fn send<P: rdkafka::message::ToBytes + ?Sized>(
-    producer: &FutureProducer,
-    mut rec: FutureRecord<'_, [u8], P>,
-) -> std::result::Result<DeliveryFuture, KafkaError> {
-    loop {
-        match producer.send_result(rec) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                // The producer's own thread drains the queue; wait for room.
-                rec = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
 fn rade_window_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
@@ -1504,17 +1478,7 @@ struct IngestContext {
 
 impl ClientContext for IngestContext {
     fn stats(&self, stats: rdkafka::Statistics) {
-        self.metrics
-            .health()
-            .set_broker_up(stats.brokers.values().any(|b| b.state == "UP"));
-        for (topic, t) in &stats.topics {
-            for (partition, s) in &t.partitions {
-                // Partition -1 is librdkafka's internal queue; lag is -1 until known.
-                if *partition >= 0 && s.desired && s.consumer_lag >= 0 {
-                    self.metrics.consumer_lag(topic, *partition, s.consumer_lag);
-                }
-            }
-        }
+        rade_kafka::publish_consumer_stats(&stats, &self.metrics);
     }
 }
 

@@ -14,8 +14,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::{KafkaConfig, client_config};
-use crate::{Error, Result, headers};
+use rade_kafka::{KafkaConfig, client_config};
+use rade_kafka::headers;
+use crate::{Error, Result};
 
 const ACKED: &str = "rade.dlq.acked=";
 const TAIL: &str = "rade.dlq.tail=";
@@ -208,10 +209,11 @@ pub(crate) fn read_tail(
     let mut read = 0u64;
     while !remaining.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::DlqTail {
+            return Err(rade_kafka::Error::DlqTail {
                 dlq: kafka.dlq_topic.clone(),
                 message: format!("not read to its end within {} s", timeout.as_secs()),
-            });
+            }
+            .into());
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
             continue;

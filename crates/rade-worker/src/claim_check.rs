@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tracing::{info, warn};
 
-use crate::client::{KafkaConfig, client_config};
-use crate::headers;
+use rade_kafka::{KafkaConfig, client_config};
+use rade_kafka::headers;
 use crate::{Error, Result};
 
 /// librdkafka's default `message.max.bytes`.

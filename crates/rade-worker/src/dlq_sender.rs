@@ -11,8 +11,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tracing::warn;
 
 use crate::claim_check::ClaimCheck;
-use crate::dlq::{DlqRecord, dlq_headers};
-use crate::worker::send;
+use rade_kafka::{DlqRecord, dlq_headers};
+use rade_kafka::send;
 use crate::{Error, Result};
 
 /// Attempts of a DLQ record that the DLQ refuses, before the worker stops.
@@ -147,7 +147,7 @@ impl DlqSender {
     }
 
     fn refused(&self, topic: &str, partition: i32, offset: i64, attempts: u32, source: KafkaError) -> Error {
-        Error::Dlq {
+        rade_kafka::Error::Dlq {
             dlq: self.topic.clone(),
             attempts,
             topic: topic.to_owned(),
@@ -155,5 +155,6 @@ impl DlqSender {
             offset,
             source: Box::new(source),
         }
+        .into()
     }
 }

@@ -1,0 +1,19 @@
+//! The ingest worker, the stage between the raw topics and the lake: [`Worker`].
+//!
+//! It joins the consumer group on the raw topics, decodes and validates each message
+//! ([`rade_schema::Decoder`]), buffers valid rows per partition and event hour, and on each
+//! flush sends rejects to the DLQ, writes Parquet files ([`rade_lake::Lake`]) and only then
+//! commits offsets. On assignment it reads what the lake already holds, so that a replay after
+//! a crash writes nothing twice; on revocation it flushes before letting go. Windows and rules
+//! ([`rade_window`]) run on a thread of their own, fed in order by the ingest thread.
+
+pub use error::{Error, Result};
+pub use worker::{StopWhen, Summary, Windowing, Worker, WorkerConfig};
+
+mod claim_check;
+mod dlq_sender;
+mod dlq_tail;
+mod error;
+mod partition;
+mod windows;
+mod worker;
