@@ -126,9 +126,18 @@ mod tests {
     fn client_errors_are_classified_by_their_code() {
         let produce = |c| KafkaError::MessageProduction(c);
         assert_eq!(classify(&produce(RDKafkaErrorCode::QueueFull)), Disposition::Transient);
-        assert_eq!(classify(&produce(RDKafkaErrorCode::MessageTimedOut)), Disposition::Transient);
-        assert_eq!(classify(&produce(RDKafkaErrorCode::MessageSizeTooLarge)), Disposition::BadRecord);
-        assert_eq!(classify(&produce(RDKafkaErrorCode::TopicAuthorizationFailed)), Disposition::Fatal);
+        assert_eq!(
+            classify(&produce(RDKafkaErrorCode::MessageTimedOut)),
+            Disposition::Transient
+        );
+        assert_eq!(
+            classify(&produce(RDKafkaErrorCode::MessageSizeTooLarge)),
+            Disposition::BadRecord
+        );
+        assert_eq!(
+            classify(&produce(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            Disposition::Fatal
+        );
         let commit = KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress);
         assert_eq!(classify(&commit), Disposition::Transient);
         assert!(is_rebalance(&commit));

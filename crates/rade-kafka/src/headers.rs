@@ -25,3 +25,6 @@ pub const OBJECT_SHA256: &str = "rade.dlq.object.sha256";
 pub fn dlq_id(topic: &str, partition: i32, offset: i64) -> String {
     format!("{topic}/{partition}/{offset}")
 }
+
+/// On `tpm.alerts`: the alert's stable id (`alert_id`), for consumers to deduplicate on.
+pub const ALERT_ID: &str = "rade.alert.id";

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tracing::{info, warn};
 
-use rade_kafka::{KafkaConfig, client_config};
-use rade_kafka::headers;
 use crate::{Error, Result};
+use rade_kafka::headers;
+use rade_kafka::{KafkaConfig, client_config};
 
 /// librdkafka's default `message.max.bytes`.
 const PRODUCER_DEFAULT_MAX: usize = 1_000_000;

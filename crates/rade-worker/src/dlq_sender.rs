@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use rade_schema::Reject;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::message::OwnedHeaders;
 use tracing::warn;
 
 use crate::claim_check::ClaimCheck;
-use rade_kafka::{DlqRecord, dlq_headers};
-use rade_kafka::send;
+use crate::seams::{Delivery, Produce};
 use crate::{Error, Result};
+use rade_kafka::{DlqRecord, dlq_headers};
 
 /// Attempts of a DLQ record that the DLQ refuses, before the worker stops.
 const ATTEMPTS: u32 = 4;
@@ -23,17 +22,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The DLQ producer of the ingest thread.
 #[derive(Clone)]
 pub(crate) struct DlqSender {
-    producer: FutureProducer,
+    producer: Arc<dyn Produce>,
     topic: String,
     claim: ClaimCheck,
 }
 
-/// A reject sent and not acknowledged yet.
+/// A reject sent and not acknowledged yet, with what it takes to send it again.
 pub(crate) struct Pending {
-    delivery: DeliveryFuture,
+    delivery: Delivery,
     topic: Arc<str>,
     partition: i32,
     offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: OwnedHeaders,
 }
 
 /// What the DLQ acknowledged of one flush.
@@ -47,7 +49,7 @@ pub(crate) struct Acked {
 }
 
 impl DlqSender {
-    pub(crate) fn new(producer: FutureProducer, topic: String, claim: ClaimCheck) -> Self {
+    pub(crate) fn new(producer: Arc<dyn Produce>, topic: String, claim: ClaimCheck) -> Self {
         DlqSender { producer, topic, claim }
     }
 
@@ -65,25 +67,21 @@ impl DlqSender {
                 .keep(record.topic, record.partition, record.offset, v, headers)?;
             value = None;
         }
-        // librdkafka may refuse at once (a topic it knows to be invalid, a full local queue that
-        // `send` already waits out): the same attempts as for a refused delivery.
+        // librdkafka may refuse at once (a topic it knows to be invalid; a full local queue is
+        // already waited out): the same attempts as for a refused delivery.
         let mut attempt = 1;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers.clone());
-            if let Some(k) = record.key {
-                rec = rec.key(k);
-            }
-            if let Some(v) = value {
-                rec = rec.payload(v);
-            }
-            match send(&self.producer, rec) {
+            match self.producer.send(&self.topic, record.key, value, Some(&headers)) {
                 Ok(delivery) => {
                     return Ok(Pending {
                         delivery,
                         topic: topic.clone(),
                         partition: record.partition,
                         offset: record.offset,
+                        key: record.key.map(<[u8]>::to_vec),
+                        value: value.map(<[u8]>::to_vec),
+                        headers,
                     });
                 }
                 Err(e) if attempt < ATTEMPTS => {
@@ -109,37 +107,26 @@ impl DlqSender {
             let mut backoff = FIRST_BACKOFF;
             loop {
                 match delivery.await {
-                    Ok(Ok(d)) => {
+                    Ok((partition, offset)) => {
                         acked.count += 1;
                         if attempt == 1 {
-                            let end = acked.ends.entry(d.partition).or_insert(0);
-                            *end = (*end).max(d.offset + 1);
+                            let end = acked.ends.entry(partition).or_insert(0);
+                            *end = (*end).max(offset + 1);
                         }
                         break;
                     }
-                    Ok(Err((e, msg))) if attempt < ATTEMPTS => {
+                    Err(e) if attempt < ATTEMPTS => {
                         warn!(dlq = %self.topic, topic = %p.topic, partition = p.partition, offset = p.offset,
                             attempt, error = %e, "the DLQ refused a reject; sending it again");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                         attempt += 1;
-                        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
-                        if let Some(h) = msg.headers() {
-                            rec = rec.headers(h.clone());
-                        }
-                        if let Some(k) = msg.key() {
-                            rec = rec.key(k);
-                        }
-                        if let Some(v) = msg.payload() {
-                            rec = rec.payload(v);
-                        }
-                        delivery = send(&self.producer, rec)
+                        delivery = self
+                            .producer
+                            .send(&self.topic, p.key.as_deref(), p.value.as_deref(), Some(&p.headers))
                             .map_err(|source| self.refused(&p.topic, p.partition, p.offset, attempt, source))?;
                     }
-                    Ok(Err((e, _))) => return Err(self.refused(&p.topic, p.partition, p.offset, attempt, e)),
-                    Err(_) => {
-                        return Err(self.refused(&p.topic, p.partition, p.offset, attempt, KafkaError::Canceled));
-                    }
+                    Err(e) => return Err(self.refused(&p.topic, p.partition, p.offset, attempt, e)),
                 }
             }
         }

@@ -14,9 +14,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use rade_kafka::{KafkaConfig, client_config};
-use rade_kafka::headers;
+use crate::seams::Position;
 use crate::{Error, Result};
+use rade_kafka::headers;
+use rade_kafka::{KafkaConfig, client_config};
 
 const ACKED: &str = "rade.dlq.acked=";
 const TAIL: &str = "rade.dlq.tail=";
@@ -101,20 +102,16 @@ pub(crate) struct TailPlan {
 impl TailPlan {
     /// `dlq_partitions`: the DLQ's partitions now; one a commit does not name is newer than
     /// the commit and is read from its beginning.
-    pub(crate) fn new(committed: &TopicPartitionList, dlq_partitions: &BTreeMap<i32, i64>) -> Self {
+    pub(crate) fn new(committed: &[Position], dlq_partitions: &BTreeMap<i32, i64>) -> Self {
         let mut plan = TailPlan::default();
-        for elem in committed.elements() {
-            let meta = CommitMeta::parse(elem.metadata());
+        for elem in committed {
+            let meta = CommitMeta::parse(&elem.metadata);
             let Some(tail) = &meta.tail else {
-                let offset = match elem.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
                 plan.unanchored
-                    .push((elem.topic().to_owned(), elem.partition(), offset, meta.acked));
+                    .push((elem.topic.clone(), elem.partition, elem.offset, meta.acked));
                 continue;
             };
-            plan.wanted.insert((elem.topic().to_owned(), elem.partition()));
+            plan.wanted.insert((elem.topic.clone(), elem.partition));
             for &d in dlq_partitions.keys() {
                 let from = tail.get(&d).copied().unwrap_or(0);
                 plan.starts.entry(d).and_modify(|s| *s = (*s).min(from)).or_insert(from);
@@ -129,24 +126,25 @@ impl TailPlan {
         &self,
         floor: &BTreeMap<i32, i64>,
         beginning: impl Fn(&str, i32) -> Result<i64>,
-    ) -> Result<TopicPartitionList> {
-        let mut tpl = TopicPartitionList::new();
+    ) -> Result<Vec<Position>> {
+        let mut anchors = Vec::new();
         for (topic, partition, offset, acked) in &self.unanchored {
             let offset = match offset {
                 Some(o) => *o,
                 None => beginning(topic, *partition)?,
             };
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))
-                .map_err(|e| Error::kafka("building the commit", e))?;
-            if let Some(mut elem) = tpl.find_partition(topic, *partition) {
-                let meta = CommitMeta {
-                    acked: *acked,
-                    tail: Some(floor.clone()),
-                };
-                elem.set_metadata(meta.render());
-            }
+            let meta = CommitMeta {
+                acked: *acked,
+                tail: Some(floor.clone()),
+            };
+            anchors.push(Position {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: Some(offset),
+                metadata: meta.render(),
+            });
         }
-        Ok(tpl)
+        Ok(anchors)
     }
 }
 
@@ -286,45 +284,47 @@ mod tests {
 
     #[test]
     fn a_plan_reads_from_the_lowest_tail_and_anchors_the_rest() {
-        let mut committed = TopicPartitionList::new();
-        committed.add_partition_offset("t", 0, Offset::Offset(10)).expect("tpl");
-        committed.add_partition_offset("t", 1, Offset::Offset(20)).expect("tpl");
-        committed.add_partition("t", 2);
-        let meta = |m: &CommitMeta| m.render();
-        for (p, m) in [
-            (
+        let meta = |m: CommitMeta| m.render();
+        let position = |partition, offset, metadata| Position {
+            topic: "t".into(),
+            partition,
+            offset,
+            metadata,
+        };
+        let committed = vec![
+            position(
                 0,
-                CommitMeta {
+                Some(10),
+                meta(CommitMeta {
                     acked: Some(12),
                     tail: Some(BTreeMap::from([(0, 5), (1, 9)])),
-                },
+                }),
             ),
-            (
+            position(
                 1,
-                CommitMeta {
+                Some(20),
+                meta(CommitMeta {
                     acked: Some(25),
                     tail: None,
-                },
+                }),
             ),
-        ] {
-            committed.find_partition("t", p).expect("added").set_metadata(meta(&m));
-        }
+            position(2, None, String::new()),
+        ];
         let dlq = BTreeMap::from([(0, 50), (1, 60), (2, 70)]);
         let plan = TailPlan::new(&committed, &dlq);
         assert_eq!(plan.starts, BTreeMap::from([(0, 5), (1, 9), (2, 0)]));
         assert_eq!(plan.wanted, HashSet::from([("t".to_owned(), 0)]));
         let anchors = plan.anchors(&dlq, |_, _| Ok(3)).expect("anchors");
         let got: Vec<_> = anchors
-            .elements()
             .iter()
-            .map(|e| (e.partition(), e.offset(), CommitMeta::parse(e.metadata())))
+            .map(|e| (e.partition, e.offset, CommitMeta::parse(&e.metadata)))
             .collect();
         assert_eq!(
             got,
             vec![
                 (
                     1,
-                    Offset::Offset(20),
+                    Some(20),
                     CommitMeta {
                         acked: Some(25),
                         tail: Some(dlq.clone())
@@ -332,7 +332,7 @@ mod tests {
                 ),
                 (
                     2,
-                    Offset::Offset(3),
+                    Some(3),
                     CommitMeta {
                         acked: None,
                         tail: Some(dlq.clone())

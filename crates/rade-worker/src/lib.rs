@@ -10,10 +10,21 @@
 pub use error::{Error, Result};
 pub use worker::{StopWhen, Summary, Windowing, Worker, WorkerConfig};
 
+pub use seams::{Clock, SystemClock};
+
 mod claim_check;
+mod commit;
 mod dlq_sender;
 mod dlq_tail;
 mod error;
+mod flush;
+mod ingest;
+mod kafka;
 mod partition;
+mod pipeline;
+mod rebalance;
+mod seams;
+#[cfg(test)]
+mod tests;
 mod windows;
 mod worker;

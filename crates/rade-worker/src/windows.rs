@@ -17,16 +17,29 @@ use rade_lake::{DerivedFile, DerivedTable, day_of};
 use rade_schema::{Decoder, KindSchema};
 use rade_telemetry::Metrics;
 use rade_window::{Alert, AlertFormat, ClosedWindows, PartitionWindows, WindowConfig, alerts_batch};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::message::{Header, OwnedHeaders};
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::seams::{Delivery, Produce};
 
 pub(crate) type Key = (Arc<str>, i32);
 
+/// Commands (about 1 024 records each for folds) queued for the window thread at most.
+pub(crate) const WINDOW_QUEUE: usize = 64;
+
+/// The ingest thread's end of the window thread.
+pub(crate) struct WinHandle {
+    pub(crate) tx: std::sync::mpsc::SyncSender<Cmd>,
+    /// Slide of every window shape, for the lateness test.
+    pub(crate) slides: Vec<i64>,
+    /// Whether anything was sent since the last seal.
+    pub(crate) active: bool,
+}
+
 /// A message to the alert or aggregates topic that must be acknowledged before the flush commits.
 pub(crate) struct Outgoing {
-    pub(crate) delivery: DeliveryFuture,
+    pub(crate) delivery: Delivery,
     pub(crate) topic: String,
     pub(crate) what: &'static str,
 }
@@ -82,7 +95,7 @@ struct Slot {
 
 pub(crate) struct Runner {
     slots: HashMap<Key, Slot>,
-    producer: FutureProducer,
+    producer: Arc<dyn Produce>,
     config: WindowConfig,
     alert_schema: Option<Arc<KindSchema>>,
     metrics: Metrics,
@@ -93,7 +106,7 @@ pub(crate) struct Runner {
 
 impl Runner {
     pub(crate) fn new(
-        producer: FutureProducer,
+        producer: Arc<dyn Produce>,
         config: WindowConfig,
         alert_schema: Option<Arc<KindSchema>>,
         metrics: Metrics,
@@ -205,17 +218,10 @@ impl Runner {
                 self.metrics.windows_closed(kind, &c.window, n);
                 if !self.config.aggregates_topic.is_empty() {
                     for (k, v) in aggregate_messages(c) {
-                        let rec = FutureRecord::to(&self.config.aggregates_topic)
-                            .key(k.as_bytes())
-                            .payload(&v);
-                        publish(
-                            &self.producer,
-                            rec,
-                            &self.config.aggregates_topic,
-                            "aggregates",
-                            &mut self.outgoing,
-                            &mut self.fatal,
-                        );
+                        let sent =
+                            self.producer
+                                .send(&self.config.aggregates_topic, Some(k.as_bytes()), Some(&v), None);
+                        Self::keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, true);
                     }
                 }
             }
@@ -223,6 +229,38 @@ impl Runner {
             slot.closed.extend(closed);
         }
         self.take_alerts(key);
+    }
+
+    /// Keeps a sent message's delivery for the flush to wait on; a refusal stops the worker.
+    fn keep(
+        outgoing: &mut Vec<Outgoing>,
+        fatal: &mut Option<Error>,
+        config: &WindowConfig,
+        sent: std::result::Result<Delivery, rdkafka::error::KafkaError>,
+        aggregates: bool,
+    ) {
+        let (topic, what) = if aggregates {
+            (&config.aggregates_topic, "aggregates")
+        } else {
+            (&config.alerts_topic, "an alert")
+        };
+        match sent {
+            Ok(delivery) => outgoing.push(Outgoing {
+                delivery,
+                topic: topic.clone(),
+                what,
+            }),
+            Err(source) => {
+                fatal.get_or_insert(
+                    rade_kafka::Error::Publish {
+                        topic: topic.clone(),
+                        what,
+                        source: Box::new(source),
+                    }
+                    .into(),
+                );
+            }
+        }
     }
 
     /// Publishes the alerts a partition's windows emitted and keeps them for the lake.
@@ -246,48 +284,19 @@ impl Runner {
                 _ => alert.to_json(),
             };
             let key_text = alert.key();
-            let rec = FutureRecord::to(&self.config.alerts_topic)
-                .key(key_text.as_bytes())
-                .payload(&value)
-                .headers(rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                    key: "rade.alert.id",
-                    value: Some(alert.alert_id.as_str()),
-                }));
-            publish(
-                &self.producer,
-                rec,
+            let headers = OwnedHeaders::new().insert(Header {
+                key: rade_kafka::headers::ALERT_ID,
+                value: Some(alert.alert_id.as_str()),
+            });
+            let sent = self.producer.send(
                 &self.config.alerts_topic,
-                "an alert",
-                &mut self.outgoing,
-                &mut self.fatal,
+                Some(key_text.as_bytes()),
+                Some(&value),
+                Some(&headers),
             );
+            Self::keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, false);
         }
         slot.alerts.extend(alerts);
-    }
-}
-
-fn publish(
-    producer: &FutureProducer,
-    rec: FutureRecord<'_, [u8], Vec<u8>>,
-    topic: &str,
-    what: &'static str,
-    outgoing: &mut Vec<Outgoing>,
-    fatal: &mut Option<Error>,
-) {
-    match rade_kafka::send(producer, rec) {
-        Ok(delivery) => outgoing.push(Outgoing {
-            delivery,
-            topic: topic.to_owned(),
-            what,
-        }),
-        Err(source) => {
-            fatal.get_or_insert(rade_kafka::Error::Publish {
-                topic: topic.to_owned(),
-                what,
-                source: Box::new(source),
-            }
-            .into());
-        }
     }
 }
 

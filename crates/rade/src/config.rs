@@ -7,10 +7,10 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rade_kafka::KafkaConfig;
-use rade_worker::{Windowing, WorkerConfig};
 use rade_lake::LakeOptions;
 use rade_schema::{Catalog, DecodeLimits};
 use rade_window::WindowConfig;
+use rade_worker::{Windowing, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file, as written.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rade_worker::{StopWhen, Worker};
 use rade_lake::Lake;
 use rade_telemetry::Metrics;
+use rade_worker::{StopWhen, Worker};
 use tracing::{error, info};
 
 use crate::config::{self, Config, LogFormat};

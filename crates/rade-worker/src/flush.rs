@@ -1,0 +1,412 @@
+//! Sealing a flush and its durability chain: the DLQ acknowledges the flush's rejects, the
+//! alert topic its alerts, then the raw files are written, then the files of closed windows
+//! and alerts, then the window state; only then does `commit.rs` commit its offsets.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written, crash_point};
+use rade_telemetry::Table;
+use rdkafka::error::KafkaError;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::dlq_sender::{DlqSender, Pending};
+use crate::partition::Segment;
+use crate::pipeline::Pipeline;
+use crate::windows::{Cmd, SealReply};
+use crate::{Error, Result};
+
+/// Without windows, an hour's file rolls once the partition's newest event is this far past
+/// the hour (the windows' default lateness).
+const DEFAULT_LATENESS_MS: i64 = 60_000;
+
+const MS_PER_HOUR: i64 = 3_600_000;
+
+/// A flush on its way to durability: the offsets to commit once its task succeeds.
+pub(crate) struct InFlight {
+    pub(crate) task: JoinHandle<Result<FlushOutcome>>,
+    /// (topic, partition, offset to commit, position whose rejects this flush acknowledges).
+    pub(crate) offsets: Vec<(Arc<str>, i32, i64, i64)>,
+    pub(crate) sealed_at: Instant,
+    pub(crate) newest_event_ms: Option<i64>,
+}
+
+/// What a durable flush did.
+pub(crate) struct FlushOutcome {
+    /// Arrow bytes of the raw files created, and their Parquet bytes.
+    pub(crate) raw_arrow_bytes: u64,
+    pub(crate) raw_parquet_bytes: u64,
+    pub(crate) dlq_acked: u64,
+    /// Per DLQ partition, the offset after this flush's rejects.
+    pub(crate) dlq_ends: BTreeMap<i32, i64>,
+    pub(crate) alerts_acked: u64,
+    pub(crate) windows_closed: u64,
+    pub(crate) written: Vec<(Table, Written)>,
+}
+
+/// Which open files a seal rolls whatever their size, age and hour.
+#[derive(Clone, Copy)]
+pub(crate) enum Roll<'a> {
+    /// Only those that are due.
+    Due,
+    /// Every one (stop, end of input).
+    All,
+    /// Every one of these partitions (being revoked).
+    Partitions(&'a HashSet<(String, i32)>),
+}
+
+/// One flush's durability chain, run as a task of the runtime.
+struct Flush {
+    raw: Vec<(RawFile, RecordBatch)>,
+    dlq: Vec<Pending>,
+    dlq_out: DlqSender,
+    window_reply: Option<oneshot::Receiver<SealReply>>,
+    lake: Lake,
+    /// Resolves when every earlier flush has its rejects acknowledged.
+    earlier_acked: Option<oneshot::Receiver<()>>,
+    acked_tx: oneshot::Sender<()>,
+    /// Resolves when every earlier flush is durable.
+    earlier_durable: Option<oneshot::Receiver<()>>,
+    durable_tx: oneshot::Sender<()>,
+}
+
+impl Flush {
+    async fn run(self) -> Result<FlushOutcome> {
+        let window_part = match self.window_reply {
+            Some(rx) => rx.await.map_err(|_| Error::WindowThreadStopped)?,
+            None => SealReply::default(),
+        };
+        if let Some(e) = window_part.fatal {
+            return Err(e);
+        }
+        // Files are written only once this flush's rejects and every earlier flush's are
+        // acknowledged, so any file of a partition proves to a later replay that the rejects
+        // up to its last offset are in the DLQ.
+        if let Some(earlier) = self.earlier_acked {
+            earlier.await.map_err(|_| Error::EarlierFlushFailed)?;
+        }
+        let acked = self.dlq_out.acknowledged(self.dlq).await?;
+        if acked.count > 0 {
+            // The rejects are in the DLQ, nothing of the flush is committed yet.
+            crash_point("after-dlq");
+        }
+        let _ = self.acked_tx.send(());
+        let mut alerts_acked = 0;
+        for out in window_part.outgoing {
+            let fail = |source| rade_kafka::Error::Publish {
+                topic: out.topic.clone(),
+                what: out.what,
+                source: Box::new(source),
+            };
+            match out.delivery.await {
+                Ok(_) => alerts_acked += u64::from(out.what == "an alert"),
+                Err(KafkaError::Canceled) => return Err(fail(KafkaError::Canceled).into()),
+                Err(e) => return Err(fail(e).into()),
+            }
+        }
+        // Raw files in parallel; files of closed windows and alerts only once every earlier
+        // flush is durable, one at a time, alerts first: a crash leaves at most one flush's
+        // derived files beyond the saved state, and its alerts are there whenever any of its
+        // aggregates are.
+        let lake = self.lake;
+        let written: Vec<(Table, Written, u64)> = futures::stream::iter(self.raw)
+            .map(|(file, batch)| {
+                let lake = lake.clone();
+                async move {
+                    let arrow = batch.get_array_memory_size() as u64;
+                    let written = lake.write_raw(&file, vec![batch]).await?;
+                    crash_point("after-raw-file");
+                    Ok::<_, Error>((Table::Raw, written, arrow))
+                }
+            })
+            .buffer_unordered(2)
+            .try_collect()
+            .await?;
+        // Parquet bytes per Arrow byte of the raw files created: the ratio rolling uses.
+        let (mut raw_arrow_bytes, mut raw_parquet_bytes) = (0, 0);
+        for (_, w, arrow) in &written {
+            if let Written::Created { bytes } = w {
+                raw_arrow_bytes += arrow;
+                raw_parquet_bytes += bytes;
+            }
+        }
+        let mut written: Vec<(Table, Written)> = written.into_iter().map(|(table, w, _)| (table, w)).collect();
+        // The window state is saved last, and only once every earlier flush is durable: a
+        // restored state never runs ahead of what the lake holds.
+        if let Some(earlier) = self.earlier_durable {
+            earlier.await.map_err(|_| Error::EarlierFlushFailed)?;
+        }
+        let mut derived = window_part.derived;
+        derived.sort_by_key(|(f, _)| !matches!(f.table, DerivedTable::Alerts));
+        for (file, batches) in derived {
+            written.push((table_of(&file), lake.write_derived(&file, batches).await?));
+        }
+        // The crash points count only flushes that write something.
+        let writes = !written.is_empty() || !window_part.snapshots.is_empty();
+        if writes {
+            crash_point("after-files");
+        }
+        for (topic, partition, bytes) in window_part.snapshots {
+            lake.put_state(&topic, partition, bytes).await?;
+        }
+        if writes {
+            crash_point("after-state");
+        }
+        let _ = self.durable_tx.send(());
+        Ok(FlushOutcome {
+            raw_arrow_bytes,
+            raw_parquet_bytes,
+            dlq_acked: acked.count,
+            dlq_ends: acked.ends,
+            alerts_acked,
+            windows_closed: window_part.windows_closed,
+            written,
+        })
+    }
+}
+
+fn table_of(file: &DerivedFile) -> Table {
+    match file.table {
+        DerivedTable::Aggregates { .. } => Table::Aggregates,
+        DerivedTable::Alerts => Table::Alerts,
+    }
+}
+
+impl Pipeline {
+    /// Seals every `flush_interval` (rolling the files that are due), or at once when a file
+    /// reaches its size or the buffers the memory budget.
+    pub(crate) fn maybe_seal(&mut self) {
+        let now_ms = self.clock.now_ms();
+        self.tally.publish(&self.metrics, self.windowing.is_some(), now_ms);
+        self.advance_windows();
+        // One pass over the open files: whether there are any, and the largest.
+        let largest = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .flat_map(|s| s.segments.values())
+            .map(Segment::bytes)
+            .max();
+        let now = self.clock.now();
+        let time = now.saturating_duration_since(self.last_seal) >= self.config.flush_interval
+            && (largest.is_some() || self.first_pending_at.is_some());
+        let big = largest.is_some_and(|b| b >= self.roll_arrow_bytes())
+            || self.buffered_bytes() >= self.config.flush_size.as_u64() as usize;
+        if time || big {
+            self.seal(Roll::Due);
+        }
+    }
+
+    /// Arrow bytes at which an open file is expected to reach `roll_size` in Parquet.
+    pub(crate) fn roll_arrow_bytes(&self) -> usize {
+        (self.config.roll_size.as_u64() as f64 / self.parquet_ratio.max(0.01)) as usize
+    }
+
+    /// Rolls the files that are due (and those `roll` forces) into one flush task: DLQ
+    /// acknowledgements first, then files, then the window state; the commit follows.
+    ///
+    /// A file is due when it reaches `roll_size`, when it has been open `roll_interval`, when
+    /// the partition's watermark has left its hour (no on-time row can come for it), or when
+    /// the buffers exceed `flush_size` and it is among the largest.
+    pub(crate) fn seal(&mut self, roll: Roll<'_>) {
+        let now = self.clock.now();
+        self.first_pending_at = None;
+        self.last_seal = now;
+        let roll_arrow = self.roll_arrow_bytes();
+        let roll_interval = self.config.roll_interval;
+        let lateness = self
+            .windowing
+            .as_ref()
+            .map(|w| w.config.lateness_ms())
+            .unwrap_or(DEFAULT_LATENESS_MS);
+        let squeezed = match roll {
+            Roll::Due => self.squeezed(),
+            _ => HashSet::new(),
+        };
+        let mut jobs = Vec::new();
+        let mut offsets = Vec::new();
+        let mut newest_event_ms = None;
+        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+            // The partition's watermark: the windows' when they are on, else its newest event
+            // less the allowed lateness.
+            let watermark = match state.view {
+                Some(v) => Some(v.closed_at),
+                None => state.max_event_ms.map(|e| e - lateness),
+            };
+            let topic = state.topic.clone();
+            let partition = state.partition;
+            let all = match roll {
+                Roll::Due => false,
+                Roll::All => true,
+                Roll::Partitions(set) => set.contains(&(topic.to_string(), partition)),
+            };
+            let due = |hour: i64, seg: &Segment| {
+                all || seg.bytes() >= roll_arrow
+                    || now.saturating_duration_since(seg.opened) >= roll_interval
+                    || watermark.is_some_and(|w| w >= (hour + 1) * MS_PER_HOUR)
+                    || squeezed.contains(&(topic.clone(), partition, hour))
+            };
+            if let Some(sealed) = state.seal(due) {
+                jobs.extend(sealed.files);
+                let acked = state.position().unwrap_or(sealed.next_offset);
+                offsets.push((state.topic.clone(), state.partition, sealed.next_offset, acked));
+                newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
+            }
+        }
+        // The window thread's part of this flush: files of closed windows and alerts, and the
+        // state of every partition whose windows changed, as of its position now.
+        let window_reply = self.seal_windows();
+        if offsets.is_empty() && window_reply.is_none() {
+            return;
+        }
+        tracing::debug!(files = jobs.len(), partitions = offsets.len(), "flush sealed");
+        let (acked_tx, acked_rx) = oneshot::channel();
+        let (durable_tx, durable_rx) = oneshot::channel();
+        let flush = Flush {
+            raw: jobs,
+            dlq: std::mem::take(&mut self.pending_dlq),
+            dlq_out: self.dlq_out.clone(),
+            window_reply,
+            lake: self.lake.clone(),
+            earlier_acked: self.dlq_chain.replace(acked_rx),
+            acked_tx,
+            earlier_durable: self.durable_chain.replace(durable_rx),
+            durable_tx,
+        };
+        let task = self.runtime.spawn(flush.run());
+        self.in_flight.push_back(InFlight {
+            task,
+            offsets,
+            sealed_at: now,
+            newest_event_ms,
+        });
+    }
+
+    /// Over the memory budget: the largest open files, which roll until half of it is free.
+    fn squeezed(&self) -> HashSet<(Arc<str>, i32, i64)> {
+        let mut squeezed = HashSet::new();
+        let budget = self.config.flush_size.as_u64() as usize;
+        let mut buffered = self.buffered_bytes();
+        if buffered < budget {
+            return squeezed;
+        }
+        let mut open: Vec<(usize, Arc<str>, i32, i64)> = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .flat_map(|s| {
+                s.segments
+                    .iter()
+                    .map(|(hour, seg)| (seg.bytes(), s.topic.clone(), s.partition, *hour))
+            })
+            .collect();
+        open.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (bytes, topic, partition, hour) in open {
+            if buffered <= budget / 2 {
+                break;
+            }
+            buffered -= bytes;
+            squeezed.insert((topic, partition, hour));
+        }
+        squeezed
+    }
+
+    /// Asks the window thread for its part of a flush, when it did anything since the last.
+    fn seal_windows(&mut self) -> Option<oneshot::Receiver<SealReply>> {
+        let now_ms = self.clock.now_ms();
+        self.send_folds(now_ms);
+        if !self.win.as_ref().is_some_and(|w| w.active) {
+            return None;
+        }
+        let positions: Vec<_> = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .filter(|s| s.view.is_some())
+            .filter_map(|s| s.position().map(|p| ((s.topic.clone(), s.partition), p)))
+            .collect();
+        let (reply, rx) = oneshot::channel();
+        self.send_to_windows(Cmd::Seal {
+            offsets: positions,
+            reply,
+        });
+        if let Some(w) = self.win.as_mut() {
+            w.active = false;
+        }
+        Some(rx)
+    }
+
+    /// Moves the watermark, closes the windows it has passed, and publishes their alerts
+    /// (and aggregates, when a topic is set). Everything published is acknowledged before
+    /// the flush holding it commits.
+    pub(crate) fn advance_windows(&mut self) {
+        let Some(windowing) = self.windowing.as_ref() else {
+            return;
+        };
+        let now_ms = self.clock.now_ms();
+        let progress = self
+            .partitions
+            .values()
+            .flat_map(|t| t.values())
+            .filter_map(|s| s.view.map(|v| (v.max_event, v.last_active_ms)));
+        let lateness = windowing.config.lateness_ms();
+        let idle = windowing.config.idle_timeout.as_millis() as i64;
+        // Over the partitions assigned now: a partition that moves here behind the others
+        // holds the watermark back; each partition's own close point only grows.
+        self.watermark = rade_window::combined_watermark(progress, now_ms, lateness, idle);
+        if let Some(w) = self.watermark {
+            self.metrics.watermark_lag((now_ms - w).max(0) as f64 / 1000.0);
+        }
+        self.send_folds(now_ms);
+        let Some(watermark) = self.watermark else {
+            return;
+        };
+        let mut moved = false;
+        for v in self
+            .partitions
+            .values_mut()
+            .flat_map(|t| t.values_mut())
+            .filter_map(|s| s.view.as_mut())
+        {
+            if watermark > v.closed_at {
+                v.closed_at = watermark;
+                moved = true;
+            }
+        }
+        if moved {
+            self.send_to_windows(Cmd::Close { watermark, now_ms });
+        }
+    }
+
+    /// Hands the valid records buffered since the last check to the window thread.
+    pub(crate) fn send_folds(&mut self, now_ms: i64) {
+        let mut cmds = Vec::new();
+        for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+            if state.fold_ends.is_empty() {
+                continue;
+            }
+            cmds.push(Cmd::Fold {
+                key: (state.topic.clone(), state.partition),
+                bytes: std::mem::take(&mut state.fold_bytes),
+                ends: std::mem::take(&mut state.fold_ends),
+                now_ms,
+            });
+        }
+        for cmd in cmds {
+            self.send_to_windows(cmd);
+        }
+    }
+
+    pub(crate) fn send_to_windows(&mut self, cmd: Cmd) {
+        if let Some(win) = self.win.as_mut() {
+            win.active = true;
+            if win.tx.send(cmd).is_err() {
+                self.fatal.get_or_insert(Error::WindowThreadStopped);
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Assignment and revocation. On assignment a partition learns what the lake already holds
+//! (so that a replay writes nothing twice), which rejects the DLQ already holds, and its
+//! windows' saved state; on revocation everything read from it is made durable and committed
+//! before another member may read it again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rade_lake::RawFile;
+use rade_schema::Decoder;
+use rade_window::PartitionWindows;
+use tracing::{info, warn};
+
+use crate::dlq_tail::{CommitMeta, TailPlan};
+use crate::flush::Roll;
+use crate::partition::{Durable, PartitionState, WindowView};
+use crate::pipeline::Pipeline;
+use crate::seams::Group;
+use crate::windows::Cmd;
+use crate::{Error, Result};
+
+impl Pipeline {
+    /// Takes on newly assigned partitions (a cooperative rebalance adds to what is kept).
+    pub(crate) fn assign(&mut self, group: &dyn Group, partitions: &[(String, i32)]) -> Result<()> {
+        let committed = group
+            .committed(partitions)
+            .map_err(|e| Error::kafka("reading committed offsets", e))?;
+        info!(
+            partitions = partitions.len(),
+            "partitions assigned; reading what the lake already holds"
+        );
+        let mut listed: HashMap<String, Vec<RawFile>> = HashMap::new();
+        for position in &committed {
+            let topic = position.topic.clone();
+            let Some(decoder) = self.decoders.get(&topic).cloned() else {
+                return Err(rade_kafka::Error::UnknownTopic {
+                    topic,
+                    prefix: String::new(),
+                }
+                .into());
+            };
+            if !listed.contains_key(&topic) {
+                let files = self
+                    .runtime
+                    .block_on(self.lake.raw_files(&decoder.kind().kind, &topic))?;
+                listed.insert(topic.clone(), files);
+            }
+            let start = position.offset;
+            let files: Vec<RawFile> = listed[&topic]
+                .iter()
+                .filter(|f| f.partition == position.partition)
+                .cloned()
+                .collect();
+            tracing::debug!(topic = %topic, partition = position.partition, committed = ?start, lake_files = files.len(), "partition assigned");
+            let (windows, skip_before) = self.restore_windows(group, &topic, position.partition, &decoder, start)?;
+            // Rejects are in the DLQ below the offset the last commit's metadata gives, and
+            // below the restored window state's.
+            let acked = CommitMeta::parse(&position.metadata).acked.unwrap_or(i64::MIN);
+            let durable = Durable::new(&files, start.unwrap_or(0), skip_before.max(acked));
+            let key: Arc<str> = topic.as_str().into();
+            let now_ms = self.clock.now_ms();
+            let view = windows.map(|w| {
+                let view = WindowView {
+                    closed_at: w.closed_at(),
+                    max_event: w.progress().0,
+                    last_active_ms: now_ms,
+                };
+                self.send_to_windows(Cmd::Assign {
+                    key: (key.clone(), position.partition),
+                    windows: Box::new(w),
+                    decoder: decoder.clone(),
+                });
+                view
+            });
+            let state = PartitionState::new(key, position.partition, decoder, start, durable, view, skip_before);
+            self.partitions
+                .entry(topic)
+                .or_default()
+                .insert(position.partition, state);
+        }
+        self.find_dlq_rejects(group, &committed)?;
+        self.metrics.assigned_partitions(self.assigned());
+        Ok(())
+    }
+
+    /// Finds the rejects of newly assigned partitions that the DLQ holds beyond their last
+    /// commit (a worker stopped after the DLQ acknowledged them and before committing), so
+    /// that they are not sent again. A partition whose commit does not say where to look
+    /// (never committed, or by an older rade) is committed at once with the DLQ's end.
+    fn find_dlq_rejects(&mut self, group: &dyn Group, committed: &[crate::seams::Position]) -> Result<()> {
+        if self.dlq_floor.is_empty() {
+            // Before this worker sends anything: every reject it sends lands at or after these.
+            self.dlq_floor = group.dlq_ends()?;
+        }
+        let plan = TailPlan::new(committed, &self.dlq_floor);
+        let anchors = plan.anchors(&self.dlq_floor, |topic, partition| {
+            // Never committed: the partition's beginning, where `earliest` starts anyway.
+            group
+                .watermarks(topic, partition)
+                .map(|(low, _)| low)
+                .map_err(|e| Error::kafka("reading the beginning of a partition", e))
+        })?;
+        if !anchors.is_empty()
+            && let Err(e) = group.commit(&anchors)
+        {
+            warn!(error = %e, "the DLQ position of newly assigned partitions not committed; a crash before their first commit may send rejects twice");
+        }
+        if plan.wanted.is_empty() {
+            return Ok(());
+        }
+        match group.read_dlq(&plan.starts, &plan.wanted) {
+            Ok(found) => {
+                for ((topic, partition), held) in found {
+                    if let Some(state) = self.state_mut(&topic, partition) {
+                        info!(
+                            topic,
+                            partition,
+                            rejects = held.len(),
+                            "rejects already in the DLQ are not sent again"
+                        );
+                        state.dlq_held = held;
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "rejects sent before the last stop may be sent to the DLQ again"),
+        }
+        Ok(())
+    }
+
+    /// The windows of a newly assigned partition, from the state its last owner saved. When
+    /// that state is ahead of the committed offset (a crash between saving it and committing),
+    /// the records in between are skipped: they are in the state and in the lake.
+    fn restore_windows(
+        &self,
+        group: &dyn Group,
+        topic: &str,
+        partition: i32,
+        decoder: &Decoder,
+        committed: Option<i64>,
+    ) -> Result<(Option<PartitionWindows>, i64)> {
+        let Some(windowing) = self.windowing.as_ref() else {
+            return Ok((None, i64::MIN));
+        };
+        let now_ms = self.clock.now_ms();
+        let kind = &decoder.kind().kind;
+        let forget_ms = windowing.config.forget_after.as_millis().min(i64::MAX as u128) as i64;
+        let fresh = || {
+            PartitionWindows::new(
+                topic.into(),
+                partition,
+                kind,
+                windowing.specs.clone(),
+                &windowing.rules,
+                now_ms,
+            )
+            .map(|w| w.with_forget_after(forget_ms))
+        };
+        let mut windows = fresh()?;
+        let saved = self.runtime.block_on(self.lake.get_state(topic, partition))?;
+        let mut at = -1;
+        if let Some(bytes) = saved {
+            match windows.restore(&bytes) {
+                Ok(offset) => {
+                    let committed = committed.unwrap_or(0);
+                    if offset < committed {
+                        warn!(
+                            topic,
+                            partition,
+                            state_at = offset,
+                            committed,
+                            "window state older than the committed offset: records in between are missing from the open windows"
+                        );
+                    }
+                    info!(
+                        topic,
+                        partition,
+                        state_at = offset,
+                        sensors = windows.sensors(),
+                        open_windows = windows.open_windows(),
+                        "window state restored"
+                    );
+                    at = offset;
+                    // A state beyond the end of the partition belongs to another life of the
+                    // topic (deleted and created again): trusting it would skip records.
+                    let (_, high) = group
+                        .watermarks(topic, partition)
+                        .map_err(|e| Error::kafka("reading the end of a partition", e))?;
+                    if offset > high {
+                        warn!(
+                            topic,
+                            partition,
+                            state_at = offset,
+                            end = high,
+                            "window state is beyond the end of the partition; windows start empty"
+                        );
+                        windows = fresh()?;
+                        at = -1;
+                    }
+                }
+                Err(e) => {
+                    warn!(topic, partition, error = %e, "window state not restored; windows start empty");
+                    windows = fresh()?;
+                }
+            }
+        }
+        // Files of closed windows and alerts written after the saved state (a crash between
+        // the two, possibly halfway through them) are deleted: the replay from the saved state
+        // closes the same windows again and writes them once. Their alerts may reach the topic
+        // a second time, with the same alert_id; the lake keeps them once. Without a saved
+        // state nothing is deleted: files already in the lake are never trusted less than that.
+        if at >= 0 {
+            let since = rade_lake::day_of(windows.closed_at().max(0) - windows.longest_window_ms());
+            let beyond = self.runtime.block_on(self.lake.derived_after(
+                kind,
+                topic,
+                partition,
+                at,
+                windows.closed_at().max(0),
+                since,
+            ))?;
+            for file in &beyond {
+                self.runtime.block_on(self.lake.delete_derived(file))?;
+            }
+            if !beyond.is_empty() {
+                info!(
+                    topic,
+                    partition,
+                    files = beyond.len(),
+                    "files of windows closed after the saved state deleted; they are closed again"
+                );
+            }
+        }
+        Ok((Some(windows), if at < 0 { i64::MIN } else { at }))
+    }
+
+    /// Lets partitions go: what was read from them is made durable and committed first. The
+    /// partitions kept (a cooperative rebalance) keep their open files: a rebalance does not
+    /// cut every file short.
+    pub(crate) fn revoke(&mut self, group: &dyn Group, partitions: &[(String, i32)]) -> Result<()> {
+        let revoked: HashSet<(String, i32)> = partitions.iter().cloned().collect();
+        let result = self.drain_rolling(group, Roll::Partitions(&revoked));
+        for (topic, partition) in partitions {
+            if let Some(t) = self.partitions.get_mut(topic)
+                && let Some(state) = t.remove(partition)
+                && state.view.is_some()
+            {
+                self.send_to_windows(Cmd::Remove {
+                    key: (state.topic.clone(), state.partition),
+                });
+            }
+            self.metrics.forget_partition(topic, *partition);
+        }
+        self.metrics.assigned_partitions(self.assigned());
+        info!(
+            partitions = partitions.len(),
+            "partitions revoked after flushing and committing"
+        );
+        result
+    }
+
+    /// Whether every assigned partition has been read to its high watermark and is flushed.
+    pub(crate) fn caught_up(&mut self, group: &dyn Group) -> bool {
+        if self.partitions.values().all(HashMap::is_empty) {
+            return false;
+        }
+        // Input has paused: make what was read durable first (a no-op when nothing is pending).
+        if let Err(e) = self.drain(group) {
+            self.fatal.get_or_insert(e);
+            return false;
+        }
+        let done = self.partitions.values().flat_map(|t| t.values()).all(|s| {
+            let position = s.next_offset.or(s.start_offset).unwrap_or(0);
+            match group.watermarks(&s.topic, s.partition) {
+                Ok((low, high)) => position >= high || low == high,
+                Err(_) => false,
+            }
+        });
+        tracing::debug!(done, "end of input checked");
+        if done {
+            // At the end of the input, a partition that never delivered a record stops
+            // holding the watermark back: the others' windows close before the worker stops.
+            let mut changed = false;
+            for s in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
+                if let Some(v) = s.view.as_mut()
+                    && v.max_event.is_none()
+                {
+                    v.last_active_ms = i64::MIN / 2;
+                    changed = true;
+                }
+            }
+            if changed && let Err(e) = self.drain(group) {
+                self.fatal.get_or_insert(e);
+                return false;
+            }
+        }
+        done
+    }
+}

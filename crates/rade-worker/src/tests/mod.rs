@@ -1,0 +1,271 @@
+//! The worker's decisions without a broker: flush before commit, a revoke during a flush, a
+//! fatal lake error, and when the poll loop stops. The seams are the in-memory fakes of
+//! `fakes.rs`; the lake is the real `Lake` over an in-memory store that logs its writes.
+
+mod fakes;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::path::Path;
+use rade_lake::Lake;
+use rade_schema::{Catalog, DecodeLimits, Decoder, Disposition};
+use rade_telemetry::Metrics;
+
+use self::fakes::{Event, FakeClock, FakeGroup, FakeProducer, FakeSource, LoggedStore, events};
+use crate::claim_check::ClaimCheck;
+use crate::dlq_sender::DlqSender;
+use crate::flush::Roll;
+use crate::pipeline::{Parts, Pipeline, lock};
+use crate::seams::{Polled, Record, Source};
+use crate::worker::{StopWhen, WorkerConfig, run_loop};
+use crate::{Error, Summary};
+
+const TOPIC: &str = "tpm.raw.noise";
+const DLQ: &str = "tpm.dlq";
+const EPOCH_MS: i64 = 1_780_000_000_000;
+
+/// A pipeline over the fakes, with partition 0 of the noise topic assigned.
+struct Rig {
+    log: fakes::Log,
+    group: FakeGroup,
+    store: Arc<LoggedStore>,
+    clock: Arc<FakeClock>,
+    pipeline: Mutex<Pipeline>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let log: fakes::Log = Arc::default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = LoggedStore::new(&log);
+        let lake = Lake::new(store.clone(), Path::from("lake"), "memory://worker-tests");
+        let catalog = Arc::new(Catalog::embedded().expect("the shipped catalog"));
+        let kind = catalog.kind("noise").expect("noise").clone();
+        let decoders = HashMap::from([(TOPIC.to_owned(), Decoder::new(catalog, kind, DecodeLimits::default()))]);
+        let clock = FakeClock::new(EPOCH_MS);
+        let claim = ClaimCheck::new(lake.clone(), runtime.handle().clone(), 1_000_000);
+        let pipeline = Pipeline::new(Parts {
+            decoders,
+            dlq_out: DlqSender::new(FakeProducer::new(&log), DLQ.into(), claim),
+            win: None,
+            windowing: None,
+            lake,
+            metrics: Metrics::new(),
+            runtime: runtime.handle().clone(),
+            clock: clock.clone(),
+            config: WorkerConfig::default(),
+        });
+        let rig = Rig {
+            group: FakeGroup::new(&log),
+            log,
+            store,
+            clock,
+            pipeline: Mutex::new(pipeline),
+            _runtime: runtime,
+        };
+        lock(&rig.pipeline)
+            .assign(&rig.group, &[(TOPIC.to_owned(), 0)])
+            .expect("assign");
+        rig
+    }
+
+    /// `n` messages from offset 0: readings a second apart, a malformed one at each offset of
+    /// `bad`.
+    fn messages(&self, n: i64, bad: &[i64]) -> VecDeque<(i64, Vec<u8>)> {
+        (0..n)
+            .map(|offset| {
+                let value = if bad.contains(&offset) {
+                    b"{not json".to_vec()
+                } else {
+                    let at = EPOCH_MS - 60_000 + offset * 1000;
+                    format!(
+                        r#"{{"sensor_id":"n-1","observed_at":{at},"latitude":43.1,"longitude":5.9,"LAeq":55.0,"LAmax":null}}"#
+                    )
+                    .into_bytes()
+                };
+                (offset, value)
+            })
+            .collect()
+    }
+
+    fn handle_all(&self, messages: VecDeque<(i64, Vec<u8>)>) {
+        let mut p = lock(&self.pipeline);
+        for (offset, value) in messages {
+            p.handle(&Record {
+                topic: TOPIC,
+                partition: 0,
+                offset,
+                key: None,
+                value: Some(&value),
+            });
+        }
+    }
+
+    fn set_end(&self, end: i64) {
+        self.group.ends.lock().expect("ends").insert((TOPIC.to_owned(), 0), end);
+    }
+
+    fn run(&self, source: &dyn Source, stop: &AtomicBool) -> crate::Result<Summary> {
+        run_loop(source, &self.pipeline, StopWhen::CaughtUp, stop)
+    }
+}
+
+/// A source over the rig's messages that waits out its timeout on the fake clock when it has
+/// nothing, and raises `stop` after `stop_after_idle` empty polls.
+struct Polling<'a> {
+    inner: FakeSource<'a>,
+    clock: &'a FakeClock,
+    idle_polls: Mutex<usize>,
+    stop_after_idle: Option<(usize, &'a AtomicBool)>,
+}
+
+impl Source for Polling<'_> {
+    fn poll(&self, timeout: Duration, handle: &mut dyn FnMut(&Record<'_>)) -> Polled {
+        let polled = self.inner.poll(timeout, handle);
+        if matches!(polled, Polled::Idle) {
+            self.clock.advance(timeout);
+            let mut idle = self.idle_polls.lock().expect("idle");
+            *idle += 1;
+            if let Some((n, stop)) = self.stop_after_idle
+                && *idle >= n
+            {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        polled
+    }
+
+    fn group(&self) -> &dyn crate::seams::Group {
+        self.inner.group()
+    }
+}
+
+fn source<'a>(
+    rig: &'a Rig,
+    messages: VecDeque<(i64, Vec<u8>)>,
+    stop_after_idle: Option<(usize, &'a AtomicBool)>,
+) -> Polling<'a> {
+    Polling {
+        inner: FakeSource {
+            group: &rig.group,
+            topic: TOPIC.into(),
+            values: Mutex::new(messages),
+        },
+        clock: &rig.clock,
+        idle_polls: Mutex::new(0),
+        stop_after_idle,
+    }
+}
+
+fn position_of(log: &[Event], wanted: impl Fn(&Event) -> bool) -> usize {
+    log.iter().position(wanted).unwrap_or(usize::MAX)
+}
+
+#[test]
+fn rejects_are_acknowledged_then_files_written_then_offsets_committed() {
+    let rig = Rig::new();
+    rig.set_end(20);
+    let stop = AtomicBool::new(false);
+    let summary = rig
+        .run(&source(&rig, rig.messages(20, &[7]), None), &stop)
+        .expect("the run succeeds");
+    assert_eq!((summary.consumed, summary.valid, summary.rejected_total()), (20, 19, 1));
+    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&20));
+    let log = events(&rig.log);
+    let acked = position_of(&log, |e| matches!(e, Event::Acked { topic } if topic == DLQ));
+    let raw = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/raw/")));
+    let commit = position_of(
+        &log,
+        |e| matches!(e, Event::Commit(c) if c.contains(&(TOPIC.to_owned(), 0, 20))),
+    );
+    assert!(
+        acked < raw && raw < commit,
+        "DLQ, then the lake, then the commit: {log:?}"
+    );
+    let files = futures::executor::block_on(rig.store.paths("lake/raw"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        files,
+        [
+            "lake/raw/kind=noise/date=2026-05-28/hour=20/tpm.raw.noise__p0__00000000000000000000-00000000000000000019.parquet"
+        ],
+        "one file holding offsets 0 to 19"
+    );
+}
+
+#[test]
+fn a_revoke_during_a_flush_waits_for_it_and_commits_before_letting_go() {
+    let rig = Rig::new();
+    rig.handle_all(rig.messages(10, &[]));
+    rig.store.close_gate();
+    lock(&rig.pipeline).seal(Roll::All);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rig.store.wait_for_held_write();
+            // The flush's file is being written: nothing of the partition may be committed.
+            assert!(rig.group.commits().is_empty(), "{:?}", events(&rig.log));
+            rig.store.open();
+        });
+        lock(&rig.pipeline)
+            .revoke(&rig.group, &[(TOPIC.to_owned(), 0)])
+            .expect("the revoke flushes and commits");
+    });
+    assert_eq!(rig.group.commits(), vec![(TOPIC.to_owned(), 0, 10)]);
+    let log = events(&rig.log);
+    let raw = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/raw/")));
+    let commit = position_of(&log, |e| matches!(e, Event::Commit(_)));
+    assert!(raw < commit, "{log:?}");
+    assert_eq!(lock(&rig.pipeline).assigned(), 0, "the partition is let go");
+}
+
+#[test]
+fn a_fatal_lake_error_stops_the_worker_with_nothing_committed() {
+    let rig = Rig::new();
+    rig.set_end(10);
+    rig.store.refuse.store(true, Ordering::SeqCst);
+    let stop = AtomicBool::new(false);
+    let err = rig
+        .run(&source(&rig, rig.messages(10, &[3]), None), &stop)
+        .expect_err("a lake that refuses writes stops the worker");
+    assert!(matches!(err, Error::Lake(_)), "{err}");
+    assert_eq!(err.disposition(), Disposition::Fatal);
+    assert!(rig.group.commits().is_empty(), "{:?}", events(&rig.log));
+    // Stopping afterwards (leaving the group) commits nothing either.
+    let again = lock(&rig.pipeline).drain(&rig.group);
+    assert!(matches!(again, Err(Error::Stopped)));
+    assert!(rig.group.commits().is_empty(), "{:?}", events(&rig.log));
+}
+
+#[test]
+fn the_loop_stops_when_caught_up_and_not_before() {
+    // The partition's end is beyond what can be read: not caught up; the loop goes on until
+    // the stop flag (raised after 50 empty polls), then drains and commits what it read.
+    let rig = Rig::new();
+    rig.set_end(30);
+    let stop = AtomicBool::new(false);
+    let polling = source(&rig, rig.messages(20, &[]), Some((50, &stop)));
+    let summary = rig.run(&polling, &stop).expect("stopped by the flag");
+    assert_eq!(
+        *polling.idle_polls.lock().expect("idle"),
+        50,
+        "not stopped as caught up"
+    );
+    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&20));
+    // Read to its end: the loop stops by itself at the first empty polls.
+    let rig = Rig::new();
+    rig.set_end(20);
+    let stop = AtomicBool::new(false);
+    let polling = source(&rig, rig.messages(20, &[]), Some((50, &stop)));
+    let summary = rig.run(&polling, &stop).expect("caught up");
+    assert!(!stop.load(Ordering::SeqCst), "stopped as caught up, before the flag");
+    assert_eq!(summary.consumed, 20);
+    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&20));
+}
