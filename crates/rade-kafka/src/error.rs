@@ -102,19 +102,6 @@ pub fn classify(e: &KafkaError) -> Disposition {
     }
 }
 
-/// Whether a failed commit only means the group is between two generations (a member joins or
-/// leaves): the files are durable, only the offsets wait for the next commit or owner.
-pub fn is_rebalance(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::RebalanceInProgress
-                | RDKafkaErrorCode::IllegalGeneration
-                | RDKafkaErrorCode::UnknownMemberId
-        )
-    )
-}
-
 /// Result of the Kafka clients.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -140,8 +127,6 @@ mod tests {
         );
         let commit = KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress);
         assert_eq!(classify(&commit), Disposition::Transient);
-        assert!(is_rebalance(&commit));
-        assert!(!is_rebalance(&produce(RDKafkaErrorCode::QueueFull)));
         assert_eq!(classify(&KafkaError::Canceled), Disposition::Transient);
         let unknown = KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownTopicOrPartition);
         assert_eq!(Error::kafka("committing", unknown).disposition(), Disposition::Fatal);

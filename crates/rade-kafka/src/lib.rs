@@ -8,7 +8,7 @@
 
 pub use client::{KafkaConfig, REDACTED, client_config, committed_offsets, names_a_secret, probe, probe_with};
 pub use dlq::{DlqRecord, dlq_headers};
-pub use error::{Error, Result, classify, is_rebalance};
+pub use error::{Error, Result, classify};
 pub use producer::{delivered, send};
 pub use stats::publish_consumer_stats;
 

@@ -3,6 +3,7 @@
 //! a fatal error nothing more is committed; the next owner replays what was not.
 
 use rade_lake::Written;
+use rade_schema::Disposition;
 use rade_telemetry::Table;
 use tracing::warn;
 
@@ -100,11 +101,12 @@ impl Pipeline {
             match group.commit(&positions) {
                 Ok(()) => {}
                 // The group is between two generations (a member joins or leaves while this
-                // one stops or commits): the files are durable, only the offsets wait. The
-                // next commit covers them, or the partition's next owner replays from the
-                // last commit and finds the rows in the lake.
-                Err(e) if rade_kafka::is_rebalance(&e) => {
-                    warn!(error = %e, "offsets not committed while the group rebalances; the next commit or owner covers them");
+                // one stops or commits), or its coordinator is away for now: the files are
+                // durable, only the offsets wait. The next commit covers them, or the
+                // partition's next owner replays from the last commit and finds the rows in
+                // the lake.
+                Err(e) if rade_kafka::classify(&e) == Disposition::Transient => {
+                    warn!(error = %e, "offsets not committed for now (group rebalancing or coordinator away); the next commit or owner covers them");
                     return Ok(());
                 }
                 Err(e) => return Err(Error::kafka("committing offsets", e)),

@@ -97,8 +97,9 @@ impl DlqSender {
     }
 
     /// Waits for every acknowledgement. A record the DLQ refuses is sent again, up to
-    /// `ATTEMPTS` times with a growing backoff; then the worker stops, naming the DLQ topic:
-    /// a reject is never skipped.
+    /// `ATTEMPTS` times with a growing backoff, whatever the error's disposition (a refusal
+    /// that looks fatal, such as an invalid topic, may be a topic being created); then the
+    /// worker stops, naming the DLQ topic: a reject is never skipped.
     pub(crate) async fn acknowledged(&self, pending: Vec<Pending>) -> Result<Acked> {
         let mut acked = Acked::default();
         for p in pending {

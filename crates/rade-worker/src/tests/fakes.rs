@@ -78,6 +78,8 @@ pub(crate) struct FakeGroup {
     pub(crate) log: Log,
     pub(crate) committed: Mutex<HashMap<(String, i32), Position>>,
     pub(crate) ends: Mutex<HashMap<(String, i32), i64>>,
+    /// When set, every commit is refused with this error code.
+    pub(crate) refuse_commits: Mutex<Option<rdkafka::types::RDKafkaErrorCode>>,
 }
 
 impl FakeGroup {
@@ -86,6 +88,7 @@ impl FakeGroup {
             log: log.clone(),
             committed: Mutex::new(HashMap::new()),
             ends: Mutex::new(HashMap::new()),
+            refuse_commits: Mutex::new(None),
         }
     }
 
@@ -104,6 +107,9 @@ impl FakeGroup {
 
 impl Group for FakeGroup {
     fn commit(&self, positions: &[Position]) -> std::result::Result<(), KafkaError> {
+        if let Some(code) = *self.refuse_commits.lock().expect("refuse") {
+            return Err(KafkaError::ConsumerCommit(code));
+        }
         let mut committed = self.committed.lock().expect("committed");
         for p in positions {
             committed.insert((p.topic.clone(), p.partition), p.clone());

@@ -269,3 +269,27 @@ fn the_loop_stops_when_caught_up_and_not_before() {
     assert_eq!(summary.consumed, 20);
     assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&20));
 }
+
+#[test]
+fn a_commit_refused_for_now_leaves_the_flush_durable_and_a_fatal_one_stops_the_worker() {
+    use rdkafka::types::RDKafkaErrorCode;
+    // A rebalance in progress: the files are durable, the offsets wait, the worker goes on.
+    let rig = Rig::new();
+    rig.set_end(10);
+    *rig.group.refuse_commits.lock().expect("refuse") = Some(RDKafkaErrorCode::RebalanceInProgress);
+    let stop = AtomicBool::new(false);
+    let summary = rig
+        .run(&source(&rig, rig.messages(10, &[]), None), &stop)
+        .expect("a transient commit failure does not stop the worker");
+    assert_eq!(summary.consumed, 10);
+    assert!(summary.committed.is_empty());
+    assert_eq!(futures::executor::block_on(rig.store.paths("lake/raw")).len(), 1);
+    // Not authorized: retrying cannot help; the worker stops.
+    let rig = Rig::new();
+    rig.set_end(10);
+    *rig.group.refuse_commits.lock().expect("refuse") = Some(RDKafkaErrorCode::GroupAuthorizationFailed);
+    let err = rig
+        .run(&source(&rig, rig.messages(10, &[]), None), &stop)
+        .expect_err("a fatal commit failure stops the worker");
+    assert_eq!(err.disposition(), Disposition::Fatal, "{err}");
+}
