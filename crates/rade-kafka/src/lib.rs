@@ -7,7 +7,7 @@
 //! bad record or fatal. The ingest worker that uses all this is `rade-worker`.
 
 pub use client::{KafkaConfig, REDACTED, client_config, committed_offsets, names_a_secret, probe, probe_with};
-pub use dlq::{DlqRecord, dlq_headers};
+pub use dlq::{DlqRecord, dlq_headers, with_headers};
 pub use error::{Error, Result, classify};
 pub use producer::{delivered, send};
 pub use stats::publish_consumer_stats;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use rade_lake::Lake;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tracing::{info, warn};
@@ -110,17 +110,14 @@ impl ClaimCheck {
                     .put_dlq_object(topic, partition, offset, Bytes::copy_from_slice(value)),
             )?;
         info!(topic, partition, offset, bytes = value.len(), object = %url, "DLQ value kept in the lake (claim check)");
-        let mut h = headers;
-        for (key, value) in [
-            (headers::OBJECT, url.as_str()),
-            (headers::OBJECT_SIZE, size.as_str()),
-            (headers::OBJECT_SHA256, sha256.as_str()),
-        ] {
-            h = h.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
+        let h = rade_kafka::with_headers(
+            headers,
+            &[
+                (headers::OBJECT, url.as_str()),
+                (headers::OBJECT_SIZE, size.as_str()),
+                (headers::OBJECT_SHA256, sha256.as_str()),
+            ],
+        );
         Ok(h)
     }
 }
