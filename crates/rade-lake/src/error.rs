@@ -1,8 +1,8 @@
 /// Errors of the lake; all are about storage, none about the data.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid lake URL `{url}`: {message}")]
-    Url { url: String, message: String },
+    #[error("cannot open the lake {location}: {message}")]
+    Open { location: String, message: String },
     #[error("object store error on {path}: {source}")]
     Store { path: String, source: object_store::Error },
     #[error("cannot encode Parquet for {path}: {source}")]
@@ -23,14 +23,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// What the worker does about it: a store that is away or throttling (after object_store's
-    /// own retries) is transient; a refused write, a bad URL or a corrupt file is fatal.
+    /// own retries) is transient; a refused write, a lake that cannot be opened or a corrupt file is fatal.
     /// Nothing here is the record's fault.
     pub fn disposition(&self) -> rade_schema::Disposition {
         use rade_schema::Disposition;
         match self {
             Error::Store { source, .. } => classify(source),
             Error::Busy(_) => Disposition::Transient,
-            Error::Url { .. } | Error::Parquet { .. } | Error::Query(_) | Error::Task(_) => Disposition::Fatal,
+            Error::Open { .. } | Error::Parquet { .. } | Error::Query(_) | Error::Task(_) => Disposition::Fatal,
         }
     }
 }

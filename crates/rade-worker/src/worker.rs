@@ -148,7 +148,7 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("group", &self.kafka.group_id)
-            .field("lake", &self.lake.url())
+            .field("lake", &self.lake.location())
             .finish()
     }
 }
@@ -317,7 +317,7 @@ impl Worker {
         consumer
             .subscribe(&topic_refs)
             .map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
-        info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.url(), "worker joined");
+        info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.location(), "worker joined");
 
         // After a fatal error nothing more is committed: what is not durable is replayed.
         let result = poll_loop(&consumer, &pipeline, stop_when, &stop).and_then(|()| lock(&pipeline).drain(&consumer));
