@@ -12,6 +12,8 @@ pub use geo::{GEOMETRY_COLUMN, raw_file_schema};
 pub use layout::{DerivedFile, DerivedTable, RawFile, day_of, dlq_object_path, hour_of, state_path};
 pub use location::{LakeLocation, LocationError};
 pub use query::query_session;
+pub use replay::ReplayIndex;
+pub use rolling::{HourFiles, OpenFile, Pushed, Sealed};
 pub use store::{Lake, LakeOptions, Written};
 
 mod compact;
@@ -21,5 +23,7 @@ mod geo;
 mod layout;
 mod location;
 mod query;
+mod replay;
 mod retry;
+mod rolling;
 mod store;

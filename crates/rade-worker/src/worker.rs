@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written, crash_point};
+use rade_lake::{DerivedFile, DerivedTable, Lake, OpenFile, Pushed, RawFile, ReplayIndex, Written, crash_point};
 use rade_schema::{Catalog, DecodeLimits, Decoder, Reject, RejectReason};
 use rade_telemetry::{Metrics, Table};
 use rade_window::{PartitionWindows, RuleSet, WindowConfig, WindowSpec, combined_watermark};
@@ -23,7 +23,7 @@ use rade_kafka::{KafkaConfig, client_config};
 use rade_kafka::DlqRecord;
 use crate::dlq_sender::{DlqSender, Pending};
 use crate::dlq_tail::{CommitMeta, TailPlan, read_tail, tail_for};
-use crate::partition::{Durable, Handled, PartitionState, Segment, WindowView};
+use crate::partition::{PartitionState, WindowView};
 use crate::windows::{Cmd, Runner, SealReply, is_late};
 use crate::{Error, Result};
 
@@ -613,13 +613,13 @@ impl Pipeline {
         let reject = match decoded {
             Ok(row) => {
                 tally.newest_event_ms = tally.newest_event_ms.max(row.observed_at_ms);
-                let handled = state.push_row(&row, offset, now_ms);
+                let handled = state.push_row(&row, offset, now_ms, Instant::now);
                 match handled {
-                    Handled::Buffered => {
+                    Pushed::Buffered => {
                         summary.valid += 1;
                         t.valid += 1;
                     }
-                    Handled::AlreadyDurable => {
+                    Pushed::AlreadyDurable => {
                         summary.replay_skipped += 1;
                         t.valid += 1;
                         tally.replay_skipped += 1;
@@ -639,7 +639,7 @@ impl Pipeline {
                 if !is_late(row.observed_at_ms, closed_at, slides) {
                     return;
                 }
-                if matches!(handled, Handled::AlreadyDurable) {
+                if matches!(handled, Pushed::AlreadyDurable) {
                     // Counted and reported before the file holding the row was written.
                     return;
                 }
@@ -778,8 +778,7 @@ impl Pipeline {
             .partitions
             .values()
             .flat_map(|t| t.values())
-            .flat_map(|s| s.segments.values())
-            .map(Segment::bytes)
+            .filter_map(PartitionState::largest_open_file)
             .max();
         let time = self.last_seal.elapsed() >= self.config.flush_interval
             && (largest.is_some() || self.first_pending_at.is_some());
@@ -826,9 +825,8 @@ impl Pipeline {
                 .values()
                 .flat_map(|t| t.values())
                 .flat_map(|s| {
-                    s.segments
-                        .iter()
-                        .map(|(hour, seg)| (seg.bytes(), s.topic.clone(), s.partition, *hour))
+                    s.open_files()
+                        .map(|(hour, file)| (file.bytes(), s.topic.clone(), s.partition, hour))
                 })
                 .collect();
             open.sort_by_key(|s| std::cmp::Reverse(s.0));
@@ -857,9 +855,9 @@ impl Pipeline {
                 Roll::All => true,
                 Roll::Partitions(set) => set.contains(&(topic.to_string(), partition)),
             };
-            let due = |hour: i64, seg: &Segment| {
+            let due = |hour: i64, seg: &OpenFile| {
                 all || seg.bytes() >= roll_arrow
-                    || seg.opened.elapsed() >= roll_interval
+                    || seg.opened().elapsed() >= roll_interval
                     || watermark.is_some_and(|w| w >= (hour + 1) * MS_PER_HOUR)
                     || squeezed.contains(&(topic.clone(), partition, hour))
             };
@@ -1195,7 +1193,7 @@ impl Pipeline {
             // Rejects are in the DLQ below the offset the last commit's metadata gives, and below
             // the restored window state's.
             let acked = CommitMeta::parse(elem.metadata()).acked.unwrap_or(i64::MIN);
-            let durable = Durable::new(&files, start.unwrap_or(0), skip_before.max(acked));
+            let durable = ReplayIndex::new(&files, start.unwrap_or(0), skip_before.max(acked));
             let key: Arc<str> = topic.as_str().into();
             let view = windows.map(|w| {
                 let view = WindowView {
