@@ -28,7 +28,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{Lake, RawFile, Written, query_session};
+use rade_lake::{Lake, LakeLocation, LakeOptions, RawFile, Written, query_session};
 use rade_schema::Value;
 
 #[derive(Parser)]
@@ -122,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("reusing the lake at {}", cli.lake.display());
     }
 
-    let lake = Lake::open(&cli.lake.display().to_string())?;
+    let lake = Lake::open(&LakeLocation::Local(cli.lake.clone()), &LakeOptions::default())?;
     println!(
         "| query | restricted by | best of {} (s) | files in the plan | MiB read | rows out | pruned / unpruned |",
         cli.runs
@@ -260,7 +260,7 @@ fn generate(cli: &Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         cli.lake.display()
     );
     let started = Instant::now();
-    let lake = Lake::open(&cli.lake.display().to_string())?;
+    let lake = Lake::open(&LakeLocation::Local(cli.lake.clone()), &LakeOptions::default())?;
     let catalog = rade_benches::catalog();
     let partitions = cli.partitions;
     let (tx, rx) = tokio::sync::mpsc::channel::<(RawFile, RecordBatch)>(4);

@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
-use rade_lake::{Lake, RawFile, Written};
+use rade_lake::{Lake, LakeLocation, LakeOptions, RawFile, Written};
 
 #[derive(Parser)]
 struct Cli {
@@ -110,7 +110,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 _ => ("memory://".to_owned(), None),
             };
-            let lake = Lake::open(&url).with_context(|| format!("while opening {url}"))?;
+            let location: LakeLocation = url.parse()?;
+            let lake =
+                Lake::open(&location, &LakeOptions::default()).with_context(|| format!("while opening {url}"))?;
             let outcome = runtime.block_on(write_all(&lake, &files, cli.concurrency))?;
             eprintln!(
                 "  {target}, rep {}: {:.2} s, {:.1} MiB",

@@ -150,3 +150,87 @@ fn the_version_names_the_commit_it_was_built_from() {
         version.trim()
     );
 }
+
+#[test]
+fn query_reads_the_lake_and_the_retry_settings_of_its_config() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let elsewhere = root.path().join("elsewhere");
+    let conf = root.path().join("conf");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    // A lake beside the config, named relatively in it; the query runs from another folder.
+    rade_in(&conf, &["demo", "--records", "1000", "--lake", "my-lake"]);
+    std::fs::write(conf.join("rade.toml"), "[lake]\nurl = \"my-lake\"\n").expect("write config");
+    let sql = "SELECT count(*) FROM raw_water_level";
+    let out = rade_in(
+        &elsewhere,
+        &["query", "--config", "../conf/rade.toml", "--format", "csv", sql],
+    );
+    let n: usize = csv_rows(&String::from_utf8_lossy(&out.stdout))[0][0]
+        .parse()
+        .expect("a count");
+    let stored = read_lake(&conf.join("my-lake"))
+        .iter()
+        .filter(|r| r.kind == "water_level")
+        .count();
+    assert!(n > 0 && n == stored, "{n} rows counted, {stored} stored");
+    assert!(!elsewhere.join("my-lake").exists(), "no lake in the working folder");
+    // --lake names another lake than the config's.
+    let out = rade_in(
+        &elsewhere,
+        &[
+            "query",
+            "--config",
+            "../conf/rade.toml",
+            "--lake",
+            "empty-lake",
+            "--format",
+            "csv",
+            sql,
+        ],
+    );
+    assert_eq!(csv_rows(&String::from_utf8_lossy(&out.stdout))[0][0], "0");
+
+    // The [lake] retry settings apply to the query's requests: object_store says which limits
+    // it gave up at, against a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    std::fs::write(
+        conf.join("s3.toml"),
+        "[lake]\nurl = \"s3://rade-nowhere/lake\"\nmax_retries = 1\nretry_timeout = \"7s\"\nbackoff_initial = \"10ms\"\nbackoff_max = \"20ms\"\n",
+    )
+    .expect("write config");
+    let out = Command::new(rade_bin())
+        .current_dir(&elsewhere)
+        .args(["query", "--config", "../conf/s3.toml", sql])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", "rade-test"),
+            ("AWS_SECRET_ACCESS_KEY", "rade-test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ])
+        .env("AWS_ENDPOINT", format!("http://{closed}"))
+        .output()
+        .expect("rade runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("max_retries: 1") && stderr.contains("retry_timeout: 7s"),
+        "the config's retries, not the defaults (10 within 3m): {stderr}"
+    );
+
+    // A lake URL that does not parse is refused at load, with its key.
+    std::fs::write(conf.join("bad.toml"), "[lake]\nurl = \"s3:///lake\"\n").expect("write config");
+    let out = Command::new(rade_bin())
+        .current_dir(&elsewhere)
+        .args(["query", "--config", "../conf/bad.toml", sql])
+        .output()
+        .expect("rade runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lake.url") && stderr.contains("needs a bucket"),
+        "{stderr}"
+    );
+}

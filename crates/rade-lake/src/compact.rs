@@ -541,7 +541,11 @@ mod tests {
 
     #[tokio::test]
     async fn merges_settled_files_and_readers_never_see_a_row_twice() {
-        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("lake"), "memory://");
+        let lake = Lake::new(
+            Arc::new(InMemory::new()),
+            Path::from("lake"),
+            crate::LakeLocation::Memory,
+        );
         lake.write_raw(&file(0, 9), vec![batch(0..10, false)])
             .await
             .expect("written");
@@ -611,7 +615,11 @@ mod tests {
 
     #[tokio::test]
     async fn only_merged_files_hide_others_and_one_compaction_runs_at_a_time() {
-        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("lake"), "memory://");
+        let lake = Lake::new(
+            Arc::new(InMemory::new()),
+            Path::from("lake"),
+            crate::LakeLocation::Memory,
+        );
         // A replay before the worker cut its files short could span a file it does not hold.
         lake.write_raw(&file(0, 9), vec![batch(0..7, false)])
             .await
@@ -655,7 +663,11 @@ mod tests {
 
     #[tokio::test]
     async fn partitions_without_a_committed_offset_are_left_alone() {
-        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("lake"), "memory://");
+        let lake = Lake::new(
+            Arc::new(InMemory::new()),
+            Path::from("lake"),
+            crate::LakeLocation::Memory,
+        );
         lake.write_raw(&file(0, 9), vec![batch(0..10, false)])
             .await
             .expect("written");

@@ -4,6 +4,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use rade_schema::Catalog;
 use url::Url;
 
+use crate::location::LakeLocation;
 use crate::store::Lake;
 use crate::{Error, Result};
 
@@ -16,7 +17,7 @@ pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionCont
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
-    let base = lake.table_base_url()?;
+    let base = lake.location().store_url();
     let (store, _) = lake.store();
     // Raw files that compaction has merged are not listed while they wait to be deleted.
     ctx.register_object_store(&base, crate::compact::visible_store(store.clone()));
@@ -77,40 +78,24 @@ impl Lake {
         Ok(false)
     }
 
-    /// The URL of the store itself (`file:///` or `s3://bucket`), under which DataFusion finds it.
-    pub(crate) fn table_base_url(&self) -> Result<Url> {
-        let url = self.url();
-        let parsed = if url.starts_with("s3://") {
-            let u = Url::parse(url).map_err(|e| Error::Url {
-                url: url.into(),
-                message: e.to_string(),
-            })?;
-            Url::parse(&format!("s3://{}", u.host_str().unwrap_or_default()))
-        } else {
-            Url::parse("file:///")
-        };
-        parsed.map_err(|e| Error::Url {
-            url: url.into(),
-            message: e.to_string(),
-        })
-    }
-
-    /// The URL of a directory of the lake, as DataFusion lists it.
+    /// The URL of a directory of the lake, as DataFusion lists it under the store of
+    /// [`LakeLocation::store_url`].
     pub(crate) fn table_url(&self, relative: &str) -> Result<Url> {
-        let base = self.table_base_url()?;
         let (_, root) = self.store();
         let mut path = String::new();
-        if let Some(dir) = self.local_dir() {
-            path.push_str(dir.trim_end_matches('/'));
-        } else if !root.as_ref().is_empty() {
-            path.push('/');
-            path.push_str(root.as_ref());
+        match self.location() {
+            LakeLocation::Local(dir) => path.push_str(dir.to_string_lossy().trim_end_matches('/')),
+            LakeLocation::S3 { .. } | LakeLocation::Memory if !root.as_ref().is_empty() => {
+                path.push('/');
+                path.push_str(root.as_ref());
+            }
+            LakeLocation::S3 { .. } | LakeLocation::Memory => {}
         }
         path.push('/');
         path.push_str(relative);
-        base.join(&path).map_err(|e| Error::Url {
-            url: path,
-            message: e.to_string(),
+        self.location().store_url().join(&path).map_err(|e| Error::Open {
+            location: self.location().to_string(),
+            message: format!("no table URL for {path}: {e}"),
         })
     }
 }
@@ -124,11 +109,12 @@ mod tests {
     use crate::layout::{RawFile, hour_of};
     use rade_schema::{DecodeLimits, Decoder, Lineage, RowBatchBuilder};
 
-    #[tokio::test]
-    async fn raw_tables_read_back_what_was_written_with_partition_columns() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let lake = Lake::open(dir.path().to_str().expect("utf-8 path")).expect("lake");
-        let catalog = Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas");
+    fn catalog() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas")
+    }
+
+    /// Writes two noise readings (LAeq 55.5 and 61.0) into one raw file of `lake`.
+    async fn two_noise_rows(lake: &Lake, catalog: &Catalog) {
         let kind = catalog.kind("noise").expect("noise").clone();
         let decoder = Decoder::new(Arc::new(catalog.clone()), kind.clone(), DecodeLimits::default());
         let t = 1_780_000_000_000i64;
@@ -157,6 +143,15 @@ mod tests {
             merged: false,
         };
         lake.write_raw(&file, vec![b.finish()]).await.expect("written");
+    }
+
+    #[tokio::test]
+    async fn raw_tables_read_back_what_was_written_with_partition_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = LakeLocation::Local(dir.path().to_path_buf());
+        let lake = Lake::open(&location, &Default::default()).expect("lake");
+        let catalog = catalog();
+        two_noise_rows(&lake, &catalog).await;
         let ctx = query_session(&lake, &catalog).await.expect("session");
         let batches = ctx
             .sql("SELECT max(LAeq) AS m, count(*) AS n, min(date) AS d, min(hour) AS h FROM raw_noise")
@@ -185,5 +180,24 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_lake_in_memory_is_queried_from_its_own_store() {
+        let lake = Lake::open(&LakeLocation::Memory, &Default::default()).expect("lake");
+        let catalog = catalog();
+        two_noise_rows(&lake, &catalog).await;
+        let ctx = query_session(&lake, &catalog).await.expect("session");
+        let batches = ctx
+            .sql("SELECT count(*) AS n FROM raw_noise")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("prints")
+            .to_string();
+        assert!(text.contains("| 2 |"), "{text}");
     }
 }

@@ -8,13 +8,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use object_store::client::{HttpError, HttpErrorKind};
+use object_store::client::HttpErrorKind;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
+use crate::error::{Cause, cause};
 use crate::store::LakeOptions;
 
 /// An S3 store whose create-only PUTs are retried after a dropped connection or a timeout.
@@ -46,17 +47,10 @@ impl fmt::Display for RetryCreate {
 /// Whether object_store gave up on `e` only because the request was not idempotent: the
 /// connection dropped or timed out after the request was sent.
 fn interrupted(e: &object_store::Error) -> bool {
-    let object_store::Error::Generic { source, .. } = e else {
-        return false;
-    };
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-    while let Some(e) = next {
-        if let Some(http) = e.downcast_ref::<HttpError>() {
-            return matches!(http.kind(), HttpErrorKind::Interrupted | HttpErrorKind::Timeout);
-        }
-        next = e.source();
-    }
-    false
+    matches!(
+        cause(e),
+        Cause::Http(HttpErrorKind::Interrupted | HttpErrorKind::Timeout)
+    )
 }
 
 #[async_trait]
@@ -132,6 +126,8 @@ impl ObjectStore for RetryCreate {
 
 #[cfg(test)]
 mod tests {
+    use object_store::client::HttpError;
+
     use super::*;
 
     fn generic(kind: HttpErrorKind) -> object_store::Error {

@@ -11,10 +11,10 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use url::Url;
 
 use crate::geo::FileWriter;
 use crate::layout::{DerivedFile, RawFile, dlq_object_path, state_path};
+use crate::location::LakeLocation;
 use crate::retry::RetryCreate;
 use crate::{Error, Result};
 
@@ -23,9 +23,7 @@ use crate::{Error, Result};
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
-    url: String,
-    /// The absolute directory of a local lake.
-    local_dir: Option<String>,
+    location: LakeLocation,
     props: Arc<WriterProperties>,
 }
 
@@ -86,53 +84,43 @@ impl LakeOptions {
 }
 
 impl Lake {
-    /// Opens `url` with the default [`LakeOptions`].
-    pub fn open(url: &str) -> Result<Lake> {
-        Lake::open_with(url, &LakeOptions::default())
-    }
-
-    /// Opens `url`: `file:///abs/path`, a plain local path, or `s3://bucket/prefix` (credentials,
-    /// region and endpoint from the `AWS_*` environment, as every S3 tool reads them).
-    pub fn open_with(url: &str, options: &LakeOptions) -> Result<Lake> {
-        let bad = |message: String| Error::Url {
-            url: url.to_owned(),
+    /// Opens the lake at `location`: creates a local directory if it is missing; on S3, the
+    /// requests retry as `options` says.
+    pub fn open(location: &LakeLocation, options: &LakeOptions) -> Result<Lake> {
+        let bad = |message: String| Error::Open {
+            location: location.to_string(),
             message,
         };
-        let (store, root): (Arc<dyn ObjectStore>, Path) = if let Some(rest) = url.strip_prefix("s3://") {
-            let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
-            let bucket = parsed.host_str().ok_or_else(|| bad("no bucket in the URL".into()))?;
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(options.retry_config())
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            let prefix = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
-            let s3 = RetryCreate::new(Arc::new(s3), options.clone());
-            (Arc::new(s3), Path::from(prefix))
-        } else if url.starts_with("memory://") {
-            (Arc::new(InMemory::new()), Path::default())
-        } else {
-            let dir = match url.strip_prefix("file://") {
-                Some(p) => std::path::PathBuf::from(p),
-                None if url.contains("://") => {
-                    return Err(bad("supported schemes are file://, s3:// and memory://".into()));
-                }
-                None => std::path::PathBuf::from(url),
-            };
-            std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
-            let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
-            // A plain local store with the directory as root path, so that DataFusion's own
-            // file:// store and this one name files alike.
-            let root = Path::from_absolute_path(&dir).map_err(|e| bad(e.to_string()))?;
-            let mut lake = Lake::new(Arc::new(LocalFileSystem::new()), root, url);
-            lake.local_dir = Some(dir.to_string_lossy().into_owned());
-            return Ok(lake);
-        };
-        Ok(Lake::new(store, root, url))
+        match location {
+            LakeLocation::S3 { bucket, prefix } => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(options.retry_config())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let s3 = RetryCreate::new(Arc::new(s3), options.clone());
+                Ok(Lake::new(Arc::new(s3), Path::from(prefix.as_str()), location.clone()))
+            }
+            LakeLocation::Memory => Ok(Lake::new(Arc::new(InMemory::new()), Path::default(), location.clone())),
+            LakeLocation::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+                let dir = dir
+                    .canonicalize()
+                    .map_err(|e| bad(format!("cannot resolve {}: {e}", dir.display())))?;
+                // A plain local store with the directory as root path, so that DataFusion's own
+                // file:// store and this one name files alike.
+                let root = Path::from_absolute_path(&dir).map_err(|e| bad(e.to_string()))?;
+                Ok(Lake::new(
+                    Arc::new(LocalFileSystem::new()),
+                    root,
+                    LakeLocation::Local(dir),
+                ))
+            }
+        }
     }
 
-    /// A lake on a given store (tests use `InMemory`).
-    pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Lake {
+    /// A lake on a given store and root: tests give one that logs, delays or refuses writes.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, location: LakeLocation) -> Lake {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
@@ -149,20 +137,14 @@ impl Lake {
         Lake {
             store,
             root,
-            url: url.to_owned(),
-            local_dir: None,
+            location,
             props: Arc::new(props),
         }
     }
 
-    /// The URL the lake was opened with.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The absolute directory of a local lake, `None` on S3 or in memory.
-    pub fn local_dir(&self) -> Option<&str> {
-        self.local_dir.as_deref()
+    /// Where the lake is; a local lake's directory is absolute and resolved.
+    pub fn location(&self) -> &LakeLocation {
+        &self.location
     }
 
     /// The underlying store and root, for readers.
@@ -217,22 +199,11 @@ impl Lake {
 
     /// The URL of an object of this lake: `file:///…` for a local lake, `s3://bucket/…` on S3.
     pub fn object_url(&self, path: &Path) -> String {
-        match &self.local_dir {
+        match &self.location {
             // The root of a local store is the absolute directory itself.
-            Some(_) => format!("file:///{path}"),
-            None => {
-                let (scheme, _) = self.url.split_once("://").unwrap_or(("memory", ""));
-                let bucket = self
-                    .url
-                    .split_once("://")
-                    .and_then(|(_, rest)| rest.split('/').next())
-                    .unwrap_or_default();
-                if scheme == "s3" {
-                    format!("s3://{bucket}/{path}")
-                } else {
-                    format!("{scheme}:///{path}")
-                }
-            }
+            LakeLocation::Local(_) => format!("file:///{path}"),
+            LakeLocation::S3 { bucket, .. } => format!("s3://{bucket}/{path}"),
+            LakeLocation::Memory => format!("memory:///{path}"),
         }
     }
 
@@ -457,7 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_create_only_and_lists_per_partition() {
-        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("root"), "memory://");
+        let lake = Lake::new(Arc::new(InMemory::new()), Path::from("root"), LakeLocation::Memory);
         assert!(matches!(
             lake.write_raw(&file(0, 9), vec![batch(10)]).await,
             Ok(Written::Created { .. })

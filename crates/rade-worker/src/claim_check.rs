@@ -159,12 +159,14 @@ fn topic_max_message_bytes(kafka: &KafkaConfig, runtime: &Handle, timeout: Durat
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::message::Header;
+
     use super::*;
 
     #[test]
     fn a_record_fits_below_the_limit_less_its_framing() {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let lake = Lake::open("memory://").expect("lake");
+        let lake = Lake::open(&rade_lake::LakeLocation::Memory, &Default::default()).expect("lake");
         let check = ClaimCheck::new(lake, runtime.handle().clone(), 1_000_000);
         let h = OwnedHeaders::new().insert(Header {
             key: "k",
@@ -178,7 +180,7 @@ mod tests {
     #[test]
     fn the_value_is_kept_whole_and_the_headers_say_where() {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let lake = Lake::open("memory://").expect("lake");
+        let lake = Lake::open(&rade_lake::LakeLocation::Memory, &Default::default()).expect("lake");
         let check = ClaimCheck::new(lake.clone(), runtime.handle().clone(), 1000);
         let value: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let h = check

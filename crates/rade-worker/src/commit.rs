@@ -71,6 +71,7 @@ impl Pipeline {
         self.metrics.dlq_produced(outcome.dlq_acked);
         self.summary.alerts += outcome.alerts_acked;
         self.summary.windows_closed += outcome.windows_closed;
+        self.summary.late += outcome.late;
         for (table, w) in &outcome.written {
             if let Written::Created { bytes } = w {
                 if matches!(table, Table::Raw) {

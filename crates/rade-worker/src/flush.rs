@@ -8,16 +8,16 @@ use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{DerivedFile, DerivedTable, Lake, RawFile, Written, crash_point};
+use rade_lake::{DerivedFile, DerivedTable, Lake, OpenFile, RawFile, Written, crash_point};
 use rade_telemetry::Table;
 use rdkafka::error::KafkaError;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::dlq_sender::{DlqSender, Pending};
-use crate::partition::Segment;
+use crate::partition::PartitionState;
 use crate::pipeline::Pipeline;
-use crate::windows::{Cmd, SealReply};
+use crate::windows::{Cmd, SealReply, WinHandle};
 use crate::{Error, Result};
 
 /// Without windows, an hour's file rolls once the partition's newest event is this far past
@@ -45,6 +45,8 @@ pub(crate) struct FlushOutcome {
     pub(crate) dlq_ends: BTreeMap<i32, i64>,
     pub(crate) alerts_acked: u64,
     pub(crate) windows_closed: u64,
+    /// Late readings the windows counted.
+    pub(crate) late: u64,
     pub(crate) written: Vec<(Table, Written)>,
 }
 
@@ -89,7 +91,9 @@ impl Flush {
         if let Some(earlier) = self.earlier_acked {
             earlier.await.map_err(|_| Error::EarlierFlushFailed)?;
         }
-        let acked = self.dlq_out.acknowledged(self.dlq).await?;
+        let mut rejects = self.dlq;
+        rejects.extend(window_part.late_rejects);
+        let acked = self.dlq_out.acknowledged(rejects).await?;
         if acked.count > 0 {
             // The rejects are in the DLQ, nothing of the flush is committed yet.
             crash_point("after-dlq");
@@ -164,6 +168,7 @@ impl Flush {
             dlq_ends: acked.ends,
             alerts_acked,
             windows_closed: window_part.windows_closed,
+            late: window_part.late,
             written,
         })
     }
@@ -188,8 +193,7 @@ impl Pipeline {
             .partitions
             .values()
             .flat_map(|t| t.values())
-            .flat_map(|s| s.segments.values())
-            .map(Segment::bytes)
+            .filter_map(PartitionState::largest_open_file)
             .max();
         let now = self.clock.now();
         let time = now.saturating_duration_since(self.last_seal) >= self.config.flush_interval
@@ -230,12 +234,14 @@ impl Pipeline {
         let mut jobs = Vec::new();
         let mut offsets = Vec::new();
         let mut newest_event_ms = None;
+        let windows_watermark = self.win.as_ref().and_then(WinHandle::watermark);
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
             // The partition's watermark: the windows' when they are on, else its newest event
             // less the allowed lateness.
-            let watermark = match state.view {
-                Some(v) => Some(v.closed_at),
-                None => state.max_event_ms.map(|e| e - lateness),
+            let watermark = if state.windows {
+                windows_watermark
+            } else {
+                state.max_event_ms.map(|e| e - lateness)
             };
             let topic = state.topic.clone();
             let partition = state.partition;
@@ -244,9 +250,9 @@ impl Pipeline {
                 Roll::All => true,
                 Roll::Partitions(set) => set.contains(&(topic.to_string(), partition)),
             };
-            let due = |hour: i64, seg: &Segment| {
-                all || seg.bytes() >= roll_arrow
-                    || now.saturating_duration_since(seg.opened) >= roll_interval
+            let due = |hour: i64, file: &OpenFile| {
+                all || file.bytes() >= roll_arrow
+                    || now.saturating_duration_since(file.opened()) >= roll_interval
                     || watermark.is_some_and(|w| w >= (hour + 1) * MS_PER_HOUR)
                     || squeezed.contains(&(topic.clone(), partition, hour))
             };
@@ -299,9 +305,8 @@ impl Pipeline {
             .values()
             .flat_map(|t| t.values())
             .flat_map(|s| {
-                s.segments
-                    .iter()
-                    .map(|(hour, seg)| (seg.bytes(), s.topic.clone(), s.partition, *hour))
+                s.open_files()
+                    .map(|(hour, file)| (file.bytes(), s.topic.clone(), s.partition, hour))
             })
             .collect();
         open.sort_by_key(|s| std::cmp::Reverse(s.0));
@@ -326,7 +331,7 @@ impl Pipeline {
             .partitions
             .values()
             .flat_map(|t| t.values())
-            .filter(|s| s.view.is_some())
+            .filter(|s| s.windows)
             .filter_map(|s| s.position().map(|p| ((s.topic.clone(), s.partition), p)))
             .collect();
         let (reply, rx) = oneshot::channel();
@@ -340,59 +345,29 @@ impl Pipeline {
         Some(rx)
     }
 
-    /// Moves the watermark, closes the windows it has passed, and publishes their alerts
-    /// (and aggregates, when a topic is set). Everything published is acknowledged before
-    /// the flush holding it commits.
+    /// Hands the window thread the readings buffered since the last check and the time: the
+    /// windows that are due close there, and their alerts (and aggregates, when a topic is
+    /// set) are published. Everything published is acknowledged before the flush holding it
+    /// commits.
     pub(crate) fn advance_windows(&mut self) {
-        let Some(windowing) = self.windowing.as_ref() else {
+        if self.windowing.is_none() {
             return;
-        };
+        }
         let now_ms = self.clock.now_ms();
-        let progress = self
-            .partitions
-            .values()
-            .flat_map(|t| t.values())
-            .filter_map(|s| s.view.map(|v| (v.max_event, v.last_active_ms)));
-        let lateness = windowing.config.lateness_ms();
-        let idle = windowing.config.idle_timeout.as_millis() as i64;
-        // Over the partitions assigned now: a partition that moves here behind the others
-        // holds the watermark back; each partition's own close point only grows.
-        self.watermark = rade_window::combined_watermark(progress, now_ms, lateness, idle);
-        if let Some(w) = self.watermark {
-            self.metrics.watermark_lag((now_ms - w).max(0) as f64 / 1000.0);
-        }
         self.send_folds(now_ms);
-        let Some(watermark) = self.watermark else {
-            return;
-        };
-        let mut moved = false;
-        for v in self
-            .partitions
-            .values_mut()
-            .flat_map(|t| t.values_mut())
-            .filter_map(|s| s.view.as_mut())
-        {
-            if watermark > v.closed_at {
-                v.closed_at = watermark;
-                moved = true;
-            }
-        }
-        if moved {
-            self.send_to_windows(Cmd::Close { watermark, now_ms });
-        }
+        self.send_to_windows(Cmd::Tick { now_ms });
     }
 
     /// Hands the valid records buffered since the last check to the window thread.
     pub(crate) fn send_folds(&mut self, now_ms: i64) {
         let mut cmds = Vec::new();
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-            if state.fold_ends.is_empty() {
+            if state.fold.is_empty() {
                 continue;
             }
             cmds.push(Cmd::Fold {
                 key: (state.topic.clone(), state.partition),
-                bytes: std::mem::take(&mut state.fold_bytes),
-                ends: std::mem::take(&mut state.fold_ends),
+                batch: std::mem::take(&mut state.fold),
                 now_ms,
             });
         }

@@ -4,13 +4,12 @@
 use std::time::Instant;
 
 use rade_kafka::DlqRecord;
-use rade_schema::{Reject, RejectReason};
+use rade_lake::Pushed;
 use tracing::warn;
 
-use crate::partition::Handled;
 use crate::pipeline::{KindTally, Pipeline};
 use crate::seams::Record;
-use crate::windows::is_late;
+use crate::windows::IfLate;
 
 /// Records between two reads of the wall clock in the hot loop.
 const CLOCK_EVERY: u64 = 64;
@@ -27,11 +26,9 @@ impl Pipeline {
             tally,
             first_pending_at,
             fatal,
-            win,
             clock,
             ..
         } = self;
-        let slides: &[i64] = win.as_ref().map(|w| w.slides.as_slice()).unwrap_or(&[]);
         let Some(state) = partitions.get_mut(m.topic).and_then(|t| t.get_mut(&m.partition)) else {
             warn!(
                 topic = m.topic,
@@ -76,51 +73,36 @@ impl Pipeline {
         let reject = match decoded {
             Ok(row) => {
                 tally.newest_event_ms = tally.newest_event_ms.max(row.observed_at_ms);
-                let handled = state.push_row(&row, offset, now_ms);
-                match handled {
-                    Handled::Buffered => {
+                let pushed = state.push_row(&row, offset, now_ms, || clock.now());
+                match pushed {
+                    Pushed::Buffered => {
                         summary.valid += 1;
                         t.valid += 1;
                     }
-                    Handled::AlreadyDurable => {
+                    Pushed::AlreadyDurable => {
                         summary.replay_skipped += 1;
                         t.valid += 1;
                         tally.replay_skipped += 1;
                     }
                 }
                 // Replayed rows still feed the windows: the restored state does not hold them.
-                let Some(view) = state.view.as_mut().filter(|_| !windows_hold) else {
-                    return;
-                };
-                view.max_event = view.max_event.max(Some(row.observed_at_ms));
-                view.last_active_ms = now_ms;
-                if let Some(v) = m.value {
-                    state.fold_bytes.extend_from_slice(v);
-                    state.fold_ends.push(state.fold_bytes.len() as u32);
+                // Whether a reading is late is for the windows to say (the window thread);
+                // what to do then is known here.
+                if state.windows && !windows_hold {
+                    let if_late = if pushed == Pushed::AlreadyDurable {
+                        // Counted and reported before the file holding the row was written.
+                        IfLate::Ignore
+                    } else if state.dlq_holds(offset) {
+                        // Reported by a run that stopped before committing it.
+                        IfLate::Count
+                    } else {
+                        IfLate::Report
+                    };
+                    if let Some(v) = m.value {
+                        state.fold.push(m.key, v, offset, if_late);
+                    }
                 }
-                let closed_at = view.closed_at;
-                if !is_late(row.observed_at_ms, closed_at, slides) {
-                    return;
-                }
-                if matches!(handled, Handled::AlreadyDurable) {
-                    // Counted and reported before the file holding the row was written.
-                    return;
-                }
-                summary.late += 1;
-                t.late += 1;
-                if state.dlq_holds(offset) {
-                    // Reported by a run that stopped before committing it.
-                    return;
-                }
-                Reject {
-                    reason: RejectReason::Late,
-                    detail: format!(
-                        "event time {} is behind the watermark {}: kept in the raw lake, left out of the closed windows",
-                        time_text(row.observed_at_ms),
-                        time_text(closed_at)
-                    ),
-                    schema_id: Some(state.decoder.kind().id),
-                }
+                return;
             }
             Err(reject) => {
                 *summary.rejected.entry(reject.reason).or_default() += 1;

@@ -14,6 +14,7 @@ pub use seams::{Clock, SystemClock};
 
 mod claim_check;
 mod commit;
+mod derived;
 mod dlq_sender;
 mod dlq_tail;
 mod error;

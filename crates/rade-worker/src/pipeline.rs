@@ -38,8 +38,6 @@ pub(crate) struct Pipeline {
     /// Resolves when every flush sealed so far is wholly durable (files and window state).
     pub(crate) durable_chain: Option<tokio::sync::oneshot::Receiver<()>>,
     pub(crate) windowing: Option<Windowing>,
-    /// Combined event-time watermark of the assigned partitions.
-    pub(crate) watermark: Option<i64>,
     /// Set by a fatal error: nothing is committed any more, not even by the revoke that
     /// leaving the group triggers; what is not committed is replayed by the next owner.
     pub(crate) failed: bool,
@@ -91,7 +89,6 @@ impl Pipeline {
             dlq_chain: None,
             durable_chain: None,
             windowing: parts.windowing,
-            watermark: None,
             failed: false,
             in_flight: VecDeque::new(),
             lake: parts.lake,
@@ -148,7 +145,6 @@ pub(crate) struct Tally {
 pub(crate) struct KindTally {
     pub(crate) consumed: u64,
     pub(crate) valid: u64,
-    pub(crate) late: u64,
     pub(crate) rejected: BTreeMap<RejectReason, u64>,
 }
 
@@ -162,12 +158,8 @@ impl Tally {
             for (reason, n) in std::mem::take(&mut t.rejected) {
                 metrics.rejected(kind, reason.as_str(), n);
             }
-            if t.late > 0 {
-                metrics.late(kind, t.late);
-            }
             t.consumed = 0;
             t.valid = 0;
-            t.late = 0;
         }
         metrics.replay_skipped(std::mem::take(&mut self.replay_skipped));
         if !windows && self.newest_event_ms > 0 {

@@ -6,14 +6,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rade_lake::RawFile;
+use rade_lake::{RawFile, ReplayIndex};
 use rade_schema::Decoder;
 use rade_window::PartitionWindows;
 use tracing::{info, warn};
 
 use crate::dlq_tail::{CommitMeta, TailPlan};
 use crate::flush::Roll;
-use crate::partition::{Durable, PartitionState, WindowView};
+use crate::partition::PartitionState;
 use crate::pipeline::Pipeline;
 use crate::seams::Group;
 use crate::windows::Cmd;
@@ -56,23 +56,26 @@ impl Pipeline {
             // Rejects are in the DLQ below the offset the last commit's metadata gives, and
             // below the restored window state's.
             let acked = CommitMeta::parse(&position.metadata).acked.unwrap_or(i64::MIN);
-            let durable = Durable::new(&files, start.unwrap_or(0), skip_before.max(acked));
+            let replay = ReplayIndex::new(&files, start.unwrap_or(0), skip_before.max(acked));
             let key: Arc<str> = topic.as_str().into();
-            let now_ms = self.clock.now_ms();
-            let view = windows.map(|w| {
-                let view = WindowView {
-                    closed_at: w.closed_at(),
-                    max_event: w.progress().0,
-                    last_active_ms: now_ms,
-                };
+            let has_windows = windows.is_some();
+            if let Some(w) = windows {
                 self.send_to_windows(Cmd::Assign {
                     key: (key.clone(), position.partition),
                     windows: Box::new(w),
                     decoder: decoder.clone(),
+                    now_ms: self.clock.now_ms(),
                 });
-                view
-            });
-            let state = PartitionState::new(key, position.partition, decoder, start, durable, view, skip_before);
+            }
+            let state = PartitionState::new(
+                key,
+                position.partition,
+                decoder,
+                start,
+                replay,
+                has_windows,
+                skip_before,
+            );
             self.partitions
                 .entry(topic)
                 .or_default()
@@ -242,7 +245,7 @@ impl Pipeline {
         for (topic, partition) in partitions {
             if let Some(t) = self.partitions.get_mut(topic)
                 && let Some(state) = t.remove(partition)
-                && state.view.is_some()
+                && state.windows
             {
                 self.send_to_windows(Cmd::Remove {
                     key: (state.topic.clone(), state.partition),
@@ -276,19 +279,12 @@ impl Pipeline {
             }
         });
         tracing::debug!(done, "end of input checked");
-        if done {
+        if done && self.windowing.is_some() {
             // At the end of the input, a partition that never delivered a record stops
             // holding the watermark back: the others' windows close before the worker stops.
-            let mut changed = false;
-            for s in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
-                if let Some(v) = s.view.as_mut()
-                    && v.max_event.is_none()
-                {
-                    v.last_active_ms = i64::MIN / 2;
-                    changed = true;
-                }
-            }
-            if changed && let Err(e) = self.drain(group) {
+            let now_ms = self.clock.now_ms();
+            self.send_to_windows(Cmd::EndOfInput { now_ms });
+            if let Err(e) = self.drain(group) {
                 self.fatal.get_or_insert(e);
                 return false;
             }

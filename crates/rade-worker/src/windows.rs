@@ -1,40 +1,52 @@
-//! The window thread: folds valid records into the partitions' windows, closes them when the
-//! ingest thread moves the watermark, publishes alerts, and hands each flush its files of
-//! closed windows and alerts and the state to save.
+//! The window thread: drives the partitions' windows ([`WindowSet`], which alone decides
+//! lateness and when windows close), publishes alerts, reports late readings to the DLQ, and
+//! hands each flush its files of closed windows and alerts and the state to save.
 //!
-//! The ingest thread only copies each valid record's bytes into a per-partition buffer and
-//! judges lateness against the watermark it last sent; folding, closing, the DataFusion rules
-//! and the Arrow building run here, on another core. Commands arrive in order on one channel:
-//! records are folded before a later close, and a seal sees everything sent before it, so the
-//! window thread's lateness is exactly the ingest thread's.
+//! The ingest thread only copies each valid reading's key and value into a per-partition
+//! buffer; decoding again, folding, closing, the DataFusion rules and the Arrow building run
+//! here, on another core. Commands arrive in order on one channel: a seal sees everything
+//! sent before it, so a flush holds every late report and alert of the readings it commits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use arrow::array::{Array, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
-use rade_lake::{DerivedFile, DerivedTable, day_of};
-use rade_schema::{Decoder, KindSchema};
+use rade_kafka::DlqRecord;
+use rade_lake::DerivedFile;
+use rade_schema::{Decoder, KindSchema, Reject, RejectReason};
 use rade_telemetry::Metrics;
-use rade_window::{Alert, AlertFormat, ClosedWindows, PartitionWindows, WindowConfig, alerts_batch};
+use rade_window::{
+    Alert, AlertFormat, ClosedWindows, Folded, PartitionWindows, RuleSet, WindowConfig, WindowSet, WindowSpec,
+};
 use rdkafka::message::{Header, OwnedHeaders};
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::derived::{aggregate_messages, derived_files};
+use crate::dlq_sender::{DlqSender, Pending};
+use crate::ingest::time_text;
 use crate::seams::{Delivery, Produce};
 
 pub(crate) type Key = (Arc<str>, i32);
 
-/// Commands (about 1 024 records each for folds) queued for the window thread at most.
+/// Commands (about 1 024 readings each for folds) queued for the window thread at most.
 pub(crate) const WINDOW_QUEUE: usize = 64;
 
 /// The ingest thread's end of the window thread.
 pub(crate) struct WinHandle {
     pub(crate) tx: std::sync::mpsc::SyncSender<Cmd>,
-    /// Slide of every window shape, for the lateness test.
-    pub(crate) slides: Vec<i64>,
+    /// The combined watermark the window thread last reached (`i64::MIN`: none yet), for
+    /// rolling raw files whose hour it has left.
+    pub(crate) watermark: Arc<AtomicI64>,
     /// Whether anything was sent since the last seal.
     pub(crate) active: bool,
+}
+
+impl WinHandle {
+    pub(crate) fn watermark(&self) -> Option<i64> {
+        Some(self.watermark.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
+    }
 }
 
 /// A message to the alert or aggregates topic that must be acknowledged before the flush commits.
@@ -44,26 +56,77 @@ pub(crate) struct Outgoing {
     pub(crate) what: &'static str,
 }
 
+/// What to do with a reading that turns out late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfLate {
+    /// Nothing: it was counted and reported before the lake file holding it was written.
+    Ignore,
+    /// Count it: its reject is in the DLQ already (a run stopped before committing it).
+    Count,
+    /// Count it and send its reject to the DLQ.
+    Report,
+}
+
+/// One valid reading of a [`FoldBatch`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Folding {
+    pub(crate) offset: i64,
+    /// Where its key ends and its value ends in the batch's bytes (the key starts where the
+    /// previous reading ends); `has_key` tells an empty key from none.
+    pub(crate) key_end: u32,
+    pub(crate) end: u32,
+    pub(crate) has_key: bool,
+    pub(crate) if_late: IfLate,
+}
+
+/// Valid readings of one partition for the windows, in offset order.
+#[derive(Debug, Default)]
+pub(crate) struct FoldBatch {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) readings: Vec<Folding>,
+}
+
+impl FoldBatch {
+    pub(crate) fn push(&mut self, key: Option<&[u8]>, value: &[u8], offset: i64, if_late: IfLate) {
+        self.bytes.extend_from_slice(key.unwrap_or_default());
+        let key_end = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.readings.push(Folding {
+            offset,
+            key_end,
+            end: self.bytes.len() as u32,
+            has_key: key.is_some(),
+            if_late,
+        });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+    }
+}
+
 pub(crate) enum Cmd {
+    /// A partition's windows, fresh or restored from the lake by the ingest thread.
     Assign {
         key: Key,
         windows: Box<PartitionWindows>,
         decoder: Decoder,
+        now_ms: i64,
     },
     Remove {
         key: Key,
     },
-    /// Valid records of one partition: `bytes` holds their values back to back, `ends` where
-    /// each one ends.
     Fold {
         key: Key,
-        bytes: Vec<u8>,
-        ends: Vec<u32>,
+        batch: FoldBatch,
         now_ms: i64,
     },
-    Close {
-        /// Per partition: a partition that moved here behind the others closes later.
-        watermark: i64,
+    /// Processing time moves: idle partitions stop holding the watermark back.
+    Tick {
+        now_ms: i64,
+    },
+    /// Every partition is read to its end: one that never delivered stops holding it back.
+    EndOfInput {
         now_ms: i64,
     },
     /// Everything of each partition up to its offset, for one flush.
@@ -79,45 +142,54 @@ pub(crate) struct SealReply {
     pub(crate) derived: Vec<(DerivedFile, Vec<RecordBatch>)>,
     pub(crate) snapshots: Vec<(Arc<str>, i32, Vec<u8>)>,
     pub(crate) outgoing: Vec<Outgoing>,
+    /// Late readings reported to the DLQ, acknowledged with the flush's other rejects.
+    pub(crate) late_rejects: Vec<Pending>,
+    /// Late readings counted.
+    pub(crate) late: u64,
     pub(crate) windows_closed: u64,
     pub(crate) fatal: Option<Error>,
 }
 
-struct Slot {
-    windows: Box<PartitionWindows>,
+/// What the window thread keeps of a partition besides its windows.
+struct Part {
     decoder: Decoder,
     closed: Vec<ClosedWindows>,
     alerts: Vec<Alert>,
-    closed_at: i64,
     changed: bool,
     saved_at: Option<i64>,
 }
 
+/// Where the window thread's outputs go.
+pub(crate) struct Outputs {
+    pub(crate) producer: Arc<dyn Produce>,
+    pub(crate) dlq: DlqSender,
+    pub(crate) alert_schema: Option<Arc<KindSchema>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) watermark: Arc<AtomicI64>,
+}
+
 pub(crate) struct Runner {
-    slots: HashMap<Key, Slot>,
-    producer: Arc<dyn Produce>,
+    set: WindowSet,
+    parts: HashMap<Key, Part>,
     config: WindowConfig,
-    alert_schema: Option<Arc<KindSchema>>,
-    metrics: Metrics,
+    out: Outputs,
     outgoing: Vec<Outgoing>,
+    late_rejects: Vec<Pending>,
+    late: u64,
     windows_closed: u64,
     fatal: Option<Error>,
 }
 
 impl Runner {
-    pub(crate) fn new(
-        producer: Arc<dyn Produce>,
-        config: WindowConfig,
-        alert_schema: Option<Arc<KindSchema>>,
-        metrics: Metrics,
-    ) -> Self {
+    pub(crate) fn new(specs: Arc<[WindowSpec]>, rules: Arc<RuleSet>, config: WindowConfig, out: Outputs) -> Self {
         Runner {
-            slots: HashMap::new(),
-            producer,
+            set: WindowSet::new(specs, rules, &config),
+            parts: HashMap::new(),
             config,
-            alert_schema,
-            metrics,
+            out,
             outgoing: Vec::new(),
+            late_rejects: Vec::new(),
+            late: 0,
             windows_closed: 0,
             fatal: None,
         }
@@ -126,283 +198,224 @@ impl Runner {
     /// Serves commands until the ingest thread drops its sender.
     pub(crate) fn run(mut self, rx: std::sync::mpsc::Receiver<Cmd>) {
         while let Ok(cmd) = rx.recv() {
-            match cmd {
-                Cmd::Assign { key, windows, decoder } => {
-                    let closed_at = windows.closed_at();
-                    self.slots.insert(
-                        key,
-                        Slot {
-                            windows,
-                            decoder,
-                            closed: Vec::new(),
-                            alerts: Vec::new(),
-                            closed_at,
-                            changed: false,
-                            saved_at: None,
-                        },
-                    );
-                }
-                Cmd::Remove { key } => {
-                    self.slots.remove(&key);
-                }
-                Cmd::Fold {
+            self.serve(cmd);
+        }
+    }
+
+    pub(crate) fn serve(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Assign {
+                key,
+                windows,
+                decoder,
+                now_ms,
+            } => {
+                self.set.insert(key.clone(), *windows, now_ms);
+                self.parts.insert(
                     key,
-                    bytes,
-                    ends,
-                    now_ms,
-                } => {
-                    let Some(slot) = self.slots.get_mut(&key) else {
-                        continue;
-                    };
-                    let mut start = 0usize;
-                    for &end in &ends {
-                        let value = &bytes[start..end as usize];
-                        start = end as usize;
-                        // Validated by the ingest thread already; decoding again is cheaper
-                        // than shipping decoded rows across threads.
-                        if let Ok(row) = slot.decoder.decode(Some(value), now_ms) {
-                            slot.windows.observe(&row, now_ms);
-                        }
-                    }
-                    slot.changed |= !ends.is_empty();
-                    self.take_alerts(&key);
-                }
-                Cmd::Close { watermark, now_ms } => {
-                    let keys: Vec<Key> = self.slots.keys().cloned().collect();
-                    for key in keys {
-                        self.close(&key, watermark, now_ms);
-                    }
-                }
-                Cmd::Seal { offsets, reply } => {
-                    let mut out = SealReply::default();
-                    for (key, next) in offsets {
-                        self.take_alerts(&key);
-                        let Some(slot) = self.slots.get_mut(&key) else {
-                            continue;
-                        };
-                        if !slot.changed && slot.saved_at == Some(next) {
-                            continue;
-                        }
-                        out.derived.extend(derived_files(&key, slot, next));
-                        match slot.windows.snapshot(next) {
-                            Ok(bytes) => out.snapshots.push((key.0.clone(), key.1, bytes)),
-                            Err(e) => {
-                                out.fatal.get_or_insert(Error::Windows(e));
-                            }
-                        }
-                        slot.saved_at = Some(next);
-                        slot.changed = false;
-                    }
-                    out.outgoing = std::mem::take(&mut self.outgoing);
-                    out.windows_closed = std::mem::take(&mut self.windows_closed);
-                    if let Some(e) = self.fatal.take() {
-                        out.fatal.get_or_insert(e);
-                    }
-                    let _ = reply.send(out);
+                    Part {
+                        decoder,
+                        closed: Vec::new(),
+                        alerts: Vec::new(),
+                        changed: false,
+                        saved_at: None,
+                    },
+                );
+            }
+            Cmd::Remove { key } => {
+                self.set.remove(&key);
+                self.parts.remove(&key);
+            }
+            Cmd::Fold { key, batch, now_ms } => {
+                self.fold(&key, &batch, now_ms);
+                self.collect(now_ms);
+            }
+            Cmd::Tick { now_ms } => {
+                self.set.tick(now_ms);
+                self.collect(now_ms);
+            }
+            Cmd::EndOfInput { now_ms } => {
+                self.set.end_of_input(now_ms);
+                self.collect(now_ms);
+            }
+            Cmd::Seal { offsets, reply } => {
+                let _ = reply.send(self.seal(offsets));
+            }
+        }
+    }
+
+    fn fold(&mut self, key: &Key, batch: &FoldBatch, now_ms: i64) {
+        let Some(part) = self.parts.get_mut(key) else {
+            return;
+        };
+        part.changed |= !batch.is_empty();
+        let mut start = 0usize;
+        for r in &batch.readings {
+            let (key_end, end) = (r.key_end as usize, r.end as usize);
+            let value = &batch.bytes[key_end..end];
+            let record_key = r.has_key.then(|| &batch.bytes[start..key_end]);
+            start = end;
+            // Validated by the ingest thread already; decoding again is cheaper than shipping
+            // decoded rows across threads.
+            let Ok(row) = part.decoder.decode(Some(value), now_ms) else {
+                continue;
+            };
+            let Folded::Late { closed_at } = self.set.fold(key, &row, now_ms) else {
+                continue;
+            };
+            if r.if_late == IfLate::Ignore {
+                continue;
+            }
+            self.late += 1;
+            self.out.metrics.late(&part.decoder.kind().kind, 1);
+            if r.if_late == IfLate::Count {
+                continue;
+            }
+            let reject = Reject {
+                reason: RejectReason::Late,
+                detail: format!(
+                    "event time {} is behind the watermark {}: kept in the raw lake, left out of the closed windows",
+                    time_text(row.observed_at_ms),
+                    time_text(closed_at)
+                ),
+                schema_id: Some(part.decoder.kind().id),
+            };
+            let record = DlqRecord {
+                key: record_key,
+                value: Some(value),
+                topic: &key.0,
+                partition: key.1,
+                offset: r.offset,
+            };
+            match self.out.dlq.send(&record, &reject, &key.0) {
+                Ok(pending) => self.late_rejects.push(pending),
+                Err(e) => {
+                    self.fatal.get_or_insert(e);
                 }
             }
         }
     }
 
-    fn close(&mut self, key: &Key, watermark: i64, now_ms: i64) {
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        if watermark > slot.closed_at {
-            slot.closed_at = watermark;
-            let closed = slot.windows.close(watermark, now_ms);
-            let kind = &slot.decoder.kind().kind;
+    /// Takes what closed: metrics, the aggregates topic, alerts published and kept for the
+    /// lake; publishes the watermark.
+    fn collect(&mut self, now_ms: i64) {
+        for (key, closed, alerts) in self.set.take_output() {
+            let Some(part) = self.parts.get_mut(&key) else {
+                continue;
+            };
+            part.changed = true;
+            let kind = &part.decoder.kind().kind;
             for c in &closed {
                 let n = c.batch.num_rows() as u64;
                 self.windows_closed += n;
-                self.metrics.windows_closed(kind, &c.window, n);
+                self.out.metrics.windows_closed(kind, &c.window, n);
                 if !self.config.aggregates_topic.is_empty() {
                     for (k, v) in aggregate_messages(c) {
                         let sent =
-                            self.producer
+                            self.out
+                                .producer
                                 .send(&self.config.aggregates_topic, Some(k.as_bytes()), Some(&v), None);
-                        Self::keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, true);
+                        keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, true);
                     }
                 }
             }
-            slot.changed |= !closed.is_empty();
-            slot.closed.extend(closed);
-        }
-        self.take_alerts(key);
-    }
-
-    /// Keeps a sent message's delivery for the flush to wait on; a refusal stops the worker.
-    fn keep(
-        outgoing: &mut Vec<Outgoing>,
-        fatal: &mut Option<Error>,
-        config: &WindowConfig,
-        sent: std::result::Result<Delivery, rdkafka::error::KafkaError>,
-        aggregates: bool,
-    ) {
-        let (topic, what) = if aggregates {
-            (&config.aggregates_topic, "aggregates")
-        } else {
-            (&config.alerts_topic, "an alert")
-        };
-        match sent {
-            Ok(delivery) => outgoing.push(Outgoing {
-                delivery,
-                topic: topic.clone(),
-                what,
-            }),
-            Err(source) => {
-                fatal.get_or_insert(
-                    rade_kafka::Error::Publish {
-                        topic: topic.clone(),
-                        what,
-                        source: Box::new(source),
-                    }
-                    .into(),
+            part.closed.extend(closed);
+            for alert in &alerts {
+                info!(rule = %alert.rule, state = alert.state.as_str(), sensor = %alert.sensor_id, message = %alert.message, "alert");
+                self.out.metrics.alert(&alert.rule, alert.state.as_str());
+                let value = match (self.config.alert_format, self.out.alert_schema.as_ref()) {
+                    (AlertFormat::Avro, Some(schema)) => alert.to_avro(schema).unwrap_or_else(|e| {
+                        warn!(error = %e, "alert not encodable as Avro; sent as JSON");
+                        alert.to_json()
+                    }),
+                    _ => alert.to_json(),
+                };
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: rade_kafka::headers::ALERT_ID,
+                    value: Some(alert.alert_id.as_str()),
+                });
+                let sent = self.out.producer.send(
+                    &self.config.alerts_topic,
+                    Some(alert.key().as_bytes()),
+                    Some(&value),
+                    Some(&headers),
                 );
+                keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, false);
             }
+            part.alerts.extend(alerts);
+        }
+        if let Some(w) = self.set.watermark() {
+            self.out.watermark.store(w, Ordering::Relaxed);
+            self.out.metrics.watermark_lag((now_ms - w).max(0) as f64 / 1000.0);
         }
     }
 
-    /// Publishes the alerts a partition's windows emitted and keeps them for the lake.
-    fn take_alerts(&mut self, key: &Key) {
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        let alerts = slot.windows.take_alerts();
-        if alerts.is_empty() {
-            return;
-        }
-        slot.changed = true;
-        for alert in &alerts {
-            info!(rule = %alert.rule, state = alert.state.as_str(), sensor = %alert.sensor_id, message = %alert.message, "alert");
-            self.metrics.alert(&alert.rule, alert.state.as_str());
-            let value = match (self.config.alert_format, self.alert_schema.as_ref()) {
-                (AlertFormat::Avro, Some(schema)) => alert.to_avro(schema).unwrap_or_else(|e| {
-                    warn!(error = %e, "alert not encodable as Avro; sent as JSON");
-                    alert.to_json()
-                }),
-                _ => alert.to_json(),
+    fn seal(&mut self, offsets: Vec<(Key, i64)>) -> SealReply {
+        let mut out = SealReply::default();
+        for (key, next) in offsets {
+            let Some(part) = self.parts.get_mut(&key) else {
+                continue;
             };
-            let key_text = alert.key();
-            let headers = OwnedHeaders::new().insert(Header {
-                key: rade_kafka::headers::ALERT_ID,
-                value: Some(alert.alert_id.as_str()),
-            });
-            let sent = self.producer.send(
-                &self.config.alerts_topic,
-                Some(key_text.as_bytes()),
-                Some(&value),
-                Some(&headers),
-            );
-            Self::keep(&mut self.outgoing, &mut self.fatal, &self.config, sent, false);
+            if !part.changed && part.saved_at == Some(next) {
+                continue;
+            }
+            let closed_at = self.set.closed_at(&key).unwrap_or(i64::MIN);
+            out.derived.extend(derived_files(
+                &key,
+                &part.decoder.kind().kind,
+                closed_at,
+                std::mem::take(&mut part.closed),
+                std::mem::take(&mut part.alerts),
+                next,
+            ));
+            match self.set.snapshot(&key, next) {
+                Ok(bytes) => out.snapshots.push((key.0.clone(), key.1, bytes)),
+                Err(e) => {
+                    out.fatal.get_or_insert(Error::Windows(e));
+                }
+            }
+            part.saved_at = Some(next);
+            part.changed = false;
         }
-        slot.alerts.extend(alerts);
+        out.outgoing = std::mem::take(&mut self.outgoing);
+        out.late_rejects = std::mem::take(&mut self.late_rejects);
+        out.late = std::mem::take(&mut self.late);
+        out.windows_closed = std::mem::take(&mut self.windows_closed);
+        if let Some(e) = self.fatal.take() {
+            out.fatal.get_or_insert(e);
+        }
+        out
     }
 }
 
-/// The files of closed windows and alerts of a partition since its last flush.
-fn derived_files(key: &Key, slot: &mut Slot, next: i64) -> Vec<(DerivedFile, Vec<RecordBatch>)> {
-    let kind = slot.decoder.kind().kind.clone();
-    let watermark = slot.closed_at.max(0);
-    let file = |table: DerivedTable, day_ms: i64| DerivedFile {
-        table,
-        day_ms,
-        topic: key.0.to_string(),
-        partition: key.1,
-        next_offset: next,
-        watermark_ms: watermark,
+/// Keeps a sent message's delivery for the flush to wait on; a refusal stops the worker.
+fn keep(
+    outgoing: &mut Vec<Outgoing>,
+    fatal: &mut Option<Error>,
+    config: &WindowConfig,
+    sent: std::result::Result<Delivery, rdkafka::error::KafkaError>,
+    aggregates: bool,
+) {
+    let (topic, what) = if aggregates {
+        (&config.aggregates_topic, "aggregates")
+    } else {
+        (&config.alerts_topic, "an alert")
     };
-    let mut derived = Vec::new();
-    let mut by_window: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-    for c in std::mem::take(&mut slot.closed) {
-        by_window.entry(c.window).or_default().push(c.batch);
-    }
-    for (window, batches) in by_window {
-        for (day, batches) in split_by_day(&batches, "window_start") {
-            let table = DerivedTable::Aggregates {
-                window: window.clone(),
-                kind: kind.clone(),
-            };
-            derived.push((file(table, day), batches));
-        }
-    }
-    let alerts = std::mem::take(&mut slot.alerts);
-    if !alerts.is_empty() {
-        // Alerts by the day of their window's end: a silence alert's window starts with the
-        // last reading, which may be days old.
-        for (day, batches) in split_by_day(&[alerts_batch(&alerts)], "window_end") {
-            derived.push((file(DerivedTable::Alerts, day), batches));
-        }
-    }
-    derived
-}
-
-/// Groups batches by the UTC day of their `column` (the lake's `date=`); a batch is split only
-/// when it spans two days. Batches are not concatenated: the Parquet writer takes them as they
-/// are.
-fn split_by_day(batches: &[RecordBatch], column: &str) -> Vec<(i64, Vec<RecordBatch>)> {
-    let mut days: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
-    for batch in batches {
-        let Some(starts) = batch
-            .column_by_name(column)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        else {
-            tracing::error!(
-                column,
-                "a batch of closed windows or alerts without its time column; not written"
+    match sent {
+        Ok(delivery) => outgoing.push(Outgoing {
+            delivery,
+            topic: topic.clone(),
+            what,
+        }),
+        Err(source) => {
+            fatal.get_or_insert(
+                rade_kafka::Error::Publish {
+                    topic: topic.clone(),
+                    what,
+                    source: Box::new(source),
+                }
+                .into(),
             );
-            continue;
-        };
-        let values = starts.values();
-        let (Some(first), Some(last)) = (values.iter().min(), values.iter().max()) else {
-            continue;
-        };
-        if day_of(*first) == day_of(*last) {
-            days.entry(day_of(*first)).or_default().push(batch.clone());
-            continue;
-        }
-        let mut d = day_of(*first);
-        while d <= day_of(*last) {
-            let mask: arrow::array::BooleanArray = values.iter().map(|&t| Some(day_of(t) == d)).collect();
-            if let Ok(part) = arrow::compute::filter_record_batch(batch, &mask)
-                && part.num_rows() > 0
-            {
-                days.entry(d).or_default().push(part);
-            }
-            d += 86_400_000;
         }
     }
-    days.into_iter().collect()
-}
-
-/// Closed windows as JSON messages for the aggregates topic, keyed by sensor id.
-fn aggregate_messages(c: &ClosedWindows) -> Vec<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-        if writer.write(&c.batch).and_then(|()| writer.finish()).is_err() {
-            return Vec::new();
-        }
-    }
-    let sensors = c.batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>();
-    // Each line is a JSON object: the window goes in as its first member.
-    let window = serde_json::to_string(&c.window).unwrap_or_default();
-    buf.split(|&b| b == b'\n')
-        .filter(|l| l.len() > 1)
-        .enumerate()
-        .map(|(i, line)| {
-            let mut v = format!("{{\"window\":{window},").into_bytes();
-            v.extend_from_slice(&line[1..]);
-            let key = sensors.map(|s| s.value(i).to_owned()).unwrap_or_default();
-            (key, v)
-        })
-        .collect()
-}
-
-/// Whether a reading is late: the oldest window of any shape that holds `t` ends at or before
-/// `closed_at`, the watermark last sent to the window thread for its partition.
-pub(crate) fn is_late(t: i64, closed_at: i64, slides: &[i64]) -> bool {
-    slides
-        .iter()
-        .any(|&slide| t.div_euclid(slide) * slide + slide <= closed_at)
 }

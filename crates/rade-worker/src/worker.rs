@@ -2,7 +2,7 @@
 //! conditions.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::dlq_sender::DlqSender;
 use crate::kafka::{IngestConsumer, IngestContext, RdGroup, RdProducer, RdSource};
 use crate::pipeline::{Parts, Pipeline, lock};
 use crate::seams::{Clock, Polled, Source, SystemClock};
-use crate::windows::{Runner, WINDOW_QUEUE, WinHandle};
+use crate::windows::{Outputs, Runner, WINDOW_QUEUE, WinHandle};
 use crate::{Error, Result};
 
 /// The `[worker]` section: when files roll, when to flush and how long to wait.
@@ -146,7 +146,7 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("group", &self.kafka.group_id)
-            .field("lake", &self.lake.url())
+            .field("lake", &self.lake.location())
             .finish()
     }
 }
@@ -225,6 +225,7 @@ impl Worker {
         }
         let producer: FutureProducer = self.kafka.create(&producer_config, "creating the DLQ producer")?;
         let produce: Arc<RdProducer> = Arc::new(RdProducer(producer.clone()));
+        let dlq_out = DlqSender::new(produce.clone(), self.kafka.dlq_topic.clone(), claim);
 
         // Windows and rules run on their own thread, fed in order by the ingest thread.
         let (win, window_thread) = match self.windowing.as_ref() {
@@ -232,11 +233,18 @@ impl Worker {
                 // Bounded: when the window thread falls behind, the ingest thread waits for it
                 // instead of queueing records without limit.
                 let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
+                let watermark = Arc::new(AtomicI64::new(i64::MIN));
                 let runner = Runner::new(
-                    produce.clone(),
+                    w.specs.clone(),
+                    w.rules.clone(),
                     w.config.clone(),
-                    self.catalog.alert().cloned(),
-                    self.metrics.clone(),
+                    Outputs {
+                        producer: produce.clone(),
+                        dlq: dlq_out.clone(),
+                        alert_schema: self.catalog.alert().cloned(),
+                        metrics: self.metrics.clone(),
+                        watermark: watermark.clone(),
+                    },
                 );
                 let thread = std::thread::Builder::new()
                     .name("rade-windows".into())
@@ -244,7 +252,7 @@ impl Worker {
                     .map_err(Error::Spawn)?;
                 let handle = WinHandle {
                     tx,
-                    slides: w.specs.iter().map(|s| s.slide_ms).collect(),
+                    watermark,
                     active: false,
                 };
                 (Some(handle), Some(thread))
@@ -255,7 +263,7 @@ impl Worker {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let pipeline = Arc::new(Mutex::new(Pipeline::new(Parts {
             decoders,
-            dlq_out: DlqSender::new(produce, self.kafka.dlq_topic.clone(), claim),
+            dlq_out,
             win,
             windowing: self.windowing.clone(),
             lake: self.lake.clone(),
@@ -271,7 +279,7 @@ impl Worker {
         consumer
             .subscribe(&topic_refs)
             .map_err(|e| Error::kafka("subscribing to the raw topics", e))?;
-        info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.url(), "worker joined");
+        info!(group = %self.kafka.group_id, topics = topics.len(), lake = %self.lake.location(), "worker joined");
 
         let source = RdSource {
             group: RdGroup {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rade_kafka::KafkaConfig;
-use rade_lake::LakeOptions;
+use rade_lake::{LakeLocation, LakeOptions};
 use rade_schema::{Catalog, DecodeLimits};
 use rade_window::WindowConfig;
 use rade_worker::{Windowing, WorkerConfig};
@@ -45,8 +45,9 @@ impl Default for TelemetrySection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeSection {
-    /// `file:///path`, a local path, or `s3://bucket/prefix`.
-    pub url: String,
+    /// `file:///path`, a local path, or `s3://bucket/prefix`; parsed when the file is read.
+    #[serde(with = "lake_url")]
+    pub url: LakeLocation,
     /// S3: retries of one request after a transient error before the flush fails.
     pub max_retries: usize,
     /// S3: no retry starts later than this after a request's first attempt.
@@ -64,7 +65,7 @@ impl Default for LakeSection {
     fn default() -> Self {
         let o = LakeOptions::default();
         LakeSection {
-            url: "lake".into(),
+            url: LakeLocation::Local("lake".into()),
             max_retries: o.max_retries,
             retry_timeout: o.retry_timeout,
             backoff_initial: o.backoff_initial,
@@ -73,7 +74,43 @@ impl Default for LakeSection {
     }
 }
 
+/// The `[lake]` section, checked: where the lake is and how its S3 requests retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LakeConfig {
+    pub location: LakeLocation,
+    pub options: LakeOptions,
+}
+
+/// `lake.url` as its text in the file and the environment, [`LakeLocation`] in the program.
+mod lake_url {
+    use rade_lake::LakeLocation;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(location: &LakeLocation, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(location)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LakeLocation, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl LakeSection {
+    /// The lake's location (a relative path read from `base`) and options, with a problem for
+    /// each key out of range.
+    pub fn check(&self, base: &Path, problems: &mut Vec<String>) -> LakeConfig {
+        if self.url == LakeLocation::Memory {
+            problems.push(
+                "lake.url: memory:// keeps nothing once the process ends; the lake of a config is file://, s3:// or a local path"
+                    .into(),
+            );
+        }
+        LakeConfig {
+            location: self.url.clone().relative_to(base),
+            options: self.options(problems),
+        }
+    }
+
     /// The lake's options, with a problem for each key out of range.
     fn options(&self, problems: &mut Vec<String>) -> LakeOptions {
         for (key, d) in [
@@ -148,9 +185,8 @@ pub struct LogSection {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub worker: WorkerConfig,
-    pub lake_url: String,
-    /// How a lake on S3 retries.
-    pub lake_options: LakeOptions,
+    /// Where the lake is and how a lake on S3 retries.
+    pub lake: LakeConfig,
     pub catalog: Arc<Catalog>,
     pub limits: DecodeLimits,
     pub log: LogFormat,
@@ -196,8 +232,8 @@ pub fn load(path: Option<&Path>) -> Result<RawConfig, String> {
     };
     raw.schemas.dir = raw.schemas.dir.map(|d| beside("schemas.dir", &d));
     raw.windows.rules_dir = raw.windows.rules_dir.map(|d| beside("windows.rules_dir", &d));
-    if !raw.lake.url.contains("://") && !raw.lake.url.is_empty() {
-        raw.lake.url = beside("lake.url", Path::new(&raw.lake.url)).display().to_string();
+    if let Some(dir) = folder("lake.url") {
+        raw.lake.url = raw.lake.url.relative_to(&dir);
     }
     Ok(raw)
 }
@@ -308,13 +344,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
             }
         },
     };
-    let lake_url = raw.lake.url.clone();
-    let lake_options = raw.lake.options(&mut problems);
-    if !(lake_url.starts_with("s3://") || lake_url.starts_with("file://") || !lake_url.contains("://")) {
-        problems.push(format!(
-            "lake.url: `{lake_url}` is neither file://, s3:// nor a local path"
-        ));
-    }
+    let lake = raw.lake.check(base, &mut problems);
     let mut windows = raw.windows.clone();
     windows.rules_dir = windows.rules_dir.map(|d| base.join(d));
     if windows.enabled && windows.alerts_topic.trim().is_empty() {
@@ -333,16 +363,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<String>> {
     let Some(catalog) = catalog.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
-    let lake_url = if lake_url.contains("://") || Path::new(&lake_url).is_absolute() {
-        lake_url
-    } else {
-        base.join(&lake_url).display().to_string()
-    };
     Ok(Config {
         kafka,
         worker: raw.worker,
-        lake_url,
-        lake_options,
+        lake,
         catalog,
         limits: DecodeLimits {
             max_message_bytes: raw.validation.max_message_size.as_u64() as usize,
@@ -430,7 +454,7 @@ mod tests {
         ));
         let c = validate(load(Some(&path)).expect("loads"), d.path()).expect("valid");
         assert_eq!(
-            c.lake_options,
+            c.lake.options,
             LakeOptions {
                 max_retries: 3,
                 retry_timeout: Duration::from_secs(20),
@@ -462,11 +486,11 @@ mod tests {
         let raw = load(Some(&path)).expect("loads");
         assert_eq!(raw.schemas.dir, Some(d.path().join("s")));
         assert_eq!(raw.windows.rules_dir, Some(d.path().join("r")));
-        assert_eq!(raw.lake.url, d.path().join("l").display().to_string());
+        assert_eq!(raw.lake.url, LakeLocation::Local(d.path().join("l")));
 
         let (_d, path) = write("[lake]\nurl = \"s3://b/p\"\n");
         let raw = load(Some(&path)).expect("loads");
-        assert_eq!(raw.lake.url, "s3://b/p");
+        assert_eq!(raw.lake.url.to_string(), "s3://b/p");
         assert_eq!(raw.schemas.dir, None);
         let c = validate(raw, Path::new(".")).expect("the built-in schemas and rules are valid");
         assert!(c.catalog.kind("water_level").is_some());
@@ -482,5 +506,21 @@ mod tests {
         let all = problems.join("\n");
         assert!(all.contains("schemas.dir") && all.contains("catalog.toml"), "{all}");
         assert!(all.contains("kafka.group_id"), "{all}");
+    }
+
+    #[test]
+    fn a_lake_url_that_does_not_parse_is_named_with_its_key() {
+        let (_d, path) = write("[lake]\nurl = \"s3:///prefix\"\n");
+        let err = load(Some(&path)).expect_err("no bucket");
+        assert!(err.contains("lake.url") && err.contains("needs a bucket"), "{err}");
+
+        let (d, path) = write(&format!(
+            "[lake]\nurl = \"memory://\"\n[schemas]\ndir = \"{}\"\n[windows]\nenabled = false\n",
+            schemas()
+        ));
+        let all = validate(load(Some(&path)).expect("loads"), d.path())
+            .expect_err("a worker's lake in memory")
+            .join("\n");
+        assert!(all.contains("lake.url: memory://"), "{all}");
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use arrow::array::{Array, Int64Array, StringArray};
 use clap::Args;
 use rade_kafka::KafkaConfig;
-use rade_lake::{Lake, query_session};
+use rade_lake::{Lake, LakeLocation, LakeOptions, query_session};
 use rade_schema::{Catalog, DecodeLimits};
 use rade_sim::{FormatChoice, Pace, Scenario, Simulator, Traffic, TrafficPlan};
 use rade_telemetry::Metrics;
@@ -120,8 +120,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     println!("2. the ingest worker reads them as they are sent, until every record is in the lake or the DLQ");
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
-    let lake_url = args.lake.display().to_string();
-    let lake = Lake::open(&lake_url).with_context(|| format!("while opening the lake {lake_url}"))?;
+    let location = LakeLocation::Local(args.lake.clone());
+    let lake =
+        Lake::open(&location, &LakeOptions::default()).with_context(|| format!("while opening the lake {location}"))?;
     let worker_config = WorkerConfig {
         flush_interval: Duration::from_secs(2),
         roll_interval: Duration::from_secs(10),
@@ -222,7 +223,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("\n== where it is ==");
     println!(
         "  lake: {} ({} Parquet files, {:.1} MiB, Hive layout raw/kind=<kind>/date=<day>/hour=<HH>/)",
-        lake.local_dir().unwrap_or(&lake_url),
+        lake.location(),
         summary.files_written,
         summary.bytes_written as f64 / (1024.0 * 1024.0)
     );

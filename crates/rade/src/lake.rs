@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rade_lake::{CompactOptions, Lake};
+use rade_lake::CompactOptions;
 
 use crate::config::LogFormat;
-use crate::run::{EXIT_CONFIG, load_config};
+use crate::run::{EXIT_CONFIG, load_config, open_lake};
 
 #[derive(Debug, Subcommand)]
 pub enum LakeCommand {
@@ -61,8 +61,7 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let committed = rade_kafka::committed_offsets(&config.kafka, &topics, config.worker.connect_timeout)
         .with_context(|| format!("while reading the committed offsets of group {}", config.kafka.group_id))?;
-    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
-        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let lake = open_lake(&config.lake)?;
     let options = CompactOptions {
         min_files: args.min_files,
         target_size: args.target_size.as_u64(),
@@ -78,7 +77,7 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
             eprintln!("nothing done: {message}");
             return Ok(ExitCode::SUCCESS);
         }
-        Err(e) => return Err(e).with_context(|| format!("while compacting {}", config.lake_url)),
+        Err(e) => return Err(e).with_context(|| format!("while compacting {}", config.lake.location)),
     };
     let verb = if args.dry_run { "would merge" } else { "merged" };
     println!(

@@ -42,25 +42,31 @@ const EXIT_SHUTDOWN_TIMEOUT: u8 = 3;
 
 /// Loads and validates, printing every problem; `None` when the config is refused.
 pub fn load_config(path: Option<&Path>) -> Option<Config> {
-    let raw = match config::load(path) {
-        Ok(raw) => raw,
+    let raw = load_raw(path)?;
+    config::validate(raw, Path::new("."))
+        .map_err(|problems| print_refused(path, &problems))
+        .ok()
+}
+
+/// Reads the layers, printing why when they cannot be read; `None` then.
+pub fn load_raw(path: Option<&Path>) -> Option<config::RawConfig> {
+    match config::load(path) {
+        Ok(raw) => Some(raw),
         Err(e) => {
             eprintln!("error: invalid configuration\n  {}", e.replace('\n', "\n  "));
-            return None;
-        }
-    };
-    match config::validate(raw, Path::new(".")) {
-        Ok(c) => Some(c),
-        Err(problems) => {
-            let origin = path
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "defaults".into());
-            eprintln!("error: invalid configuration ({origin})");
-            for p in problems {
-                eprintln!("  {p}");
-            }
             None
         }
+    }
+}
+
+/// Prints every problem of the configuration at `path` (or of the defaults).
+pub fn print_refused(path: Option<&Path>, problems: &[String]) {
+    let origin = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "defaults".into());
+    eprintln!("error: invalid configuration ({origin})");
+    for p in problems {
+        eprintln!("  {p}");
     }
 }
 
@@ -113,7 +119,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         println!("{line}");
     }
-    println!("  lake: {}", config.lake_url);
+    println!("  lake: {}", config.lake.location);
     match &config.windowing {
         Some(w) => {
             println!(
@@ -143,14 +149,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let brokers = rade_kafka::probe(&config.kafka, config.worker.connect_timeout)
         .context("while checking that Kafka can be reached")?;
     println!("  kafka reachable: {brokers} broker(s)");
-    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
-        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let lake = open_lake(&config.lake)?;
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     runtime
         .block_on(lake.check_writable())
-        .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
+        .with_context(|| format!("while checking that the lake {} takes writes", config.lake.location))?;
     println!("  lake writable");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the lake of a checked `[lake]` section.
+pub fn open_lake(lake: &config::LakeConfig) -> anyhow::Result<Lake> {
+    Lake::open(&lake.location, &lake.options).with_context(|| format!("while opening the lake {}", lake.location))
 }
 
 /// A fingerprint as the hex of its little-endian bytes, the order of the single-object header.
@@ -168,11 +178,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .thread_name("rade-io")
         .build()
         .context("while starting the async runtime")?;
-    let lake = Lake::open_with(&config.lake_url, &config.lake_options)
-        .with_context(|| format!("while opening the lake {}", config.lake_url))?;
+    let lake = open_lake(&config.lake)?;
     runtime
         .block_on(lake.check_writable())
-        .with_context(|| format!("while checking that the lake {} takes writes", config.lake_url))?;
+        .with_context(|| format!("while checking that the lake {} takes writes", config.lake.location))?;
     let shutdown_timeout = config.worker.shutdown_timeout;
     let metrics = Metrics::new();
     if let Some(addr) = config.listen {

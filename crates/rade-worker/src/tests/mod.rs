@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::path::Path;
-use rade_lake::Lake;
+use rade_lake::{Lake, LakeLocation};
 use rade_schema::{Catalog, DecodeLimits, Decoder, Disposition};
 use rade_telemetry::Metrics;
 
@@ -46,7 +46,7 @@ impl Rig {
             .build()
             .expect("runtime");
         let store = LoggedStore::new(&log);
-        let lake = Lake::new(store.clone(), Path::from("lake"), "memory://worker-tests");
+        let lake = Lake::new(store.clone(), Path::from("lake"), LakeLocation::Memory);
         let catalog = Arc::new(Catalog::embedded().expect("the shipped catalog"));
         let kind = catalog.kind("noise").expect("noise").clone();
         let decoders = HashMap::from([(TOPIC.to_owned(), Decoder::new(catalog, kind, DecodeLimits::default()))]);
