@@ -5,7 +5,7 @@
 mod fakes;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use object_store::path::Path;
 use rade_lake::{Lake, LakeLocation};
 use rade_schema::{Catalog, DecodeLimits, Decoder, Disposition};
 use rade_telemetry::Metrics;
+use rade_window::WindowConfig;
 
 use self::fakes::{Event, FakeClock, FakeGroup, FakeProducer, FakeSource, LoggedStore, events};
 use crate::claim_check::ClaimCheck;
@@ -20,7 +21,8 @@ use crate::dlq_sender::DlqSender;
 use crate::flush::Roll;
 use crate::pipeline::{Parts, Pipeline, lock};
 use crate::seams::{Polled, Record, Source};
-use crate::worker::{StopWhen, WorkerConfig, run_loop};
+use crate::windows::{Outputs, Runner, WINDOW_QUEUE, WinHandle};
+use crate::worker::{StopWhen, Windowing, WorkerConfig, run_loop};
 use crate::{Error, Summary};
 
 const TOPIC: &str = "tpm.raw.noise";
@@ -39,6 +41,11 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::build(false)
+    }
+
+    /// With `windows`, the shipped windows and rules on their thread, as `rade run` has them.
+    fn build(windows: bool) -> Rig {
         let log: fakes::Log = Arc::default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -49,16 +56,50 @@ impl Rig {
         let lake = Lake::new(store.clone(), Path::from("lake"), LakeLocation::Memory);
         let catalog = Arc::new(Catalog::embedded().expect("the shipped catalog"));
         let kind = catalog.kind("noise").expect("noise").clone();
-        let decoders = HashMap::from([(TOPIC.to_owned(), Decoder::new(catalog, kind, DecodeLimits::default()))]);
+        let decoders = HashMap::from([(
+            TOPIC.to_owned(),
+            Decoder::new(catalog.clone(), kind, DecodeLimits::default()),
+        )]);
         let clock = FakeClock::new(EPOCH_MS);
         let claim = ClaimCheck::new(lake.clone(), runtime.handle().clone(), 1_000_000);
+        let producer = FakeProducer::new(&log);
+        let dlq_out = DlqSender::new(producer.clone(), DLQ.into(), claim);
+        let metrics = Metrics::new();
+        let (win, windowing) = if windows {
+            let windowing = Windowing::load(&WindowConfig::default(), &catalog)
+                .expect("the shipped windows and rules")
+                .expect("enabled");
+            let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
+            let watermark = Arc::new(AtomicI64::new(i64::MIN));
+            let runner = Runner::new(
+                windowing.specs.clone(),
+                windowing.rules.clone(),
+                windowing.config.clone(),
+                Outputs {
+                    producer,
+                    dlq: dlq_out.clone(),
+                    alert_schema: catalog.alert().cloned(),
+                    metrics: metrics.clone(),
+                    watermark: watermark.clone(),
+                },
+            );
+            std::thread::spawn(move || runner.run(rx));
+            let handle = WinHandle {
+                tx,
+                watermark,
+                active: false,
+            };
+            (Some(handle), Some(windowing))
+        } else {
+            (None, None)
+        };
         let pipeline = Pipeline::new(Parts {
             decoders,
-            dlq_out: DlqSender::new(FakeProducer::new(&log), DLQ.into(), claim),
-            win: None,
-            windowing: None,
+            dlq_out,
+            win,
+            windowing,
             lake,
-            metrics: Metrics::new(),
+            metrics,
             runtime: runtime.handle().clone(),
             clock: clock.clone(),
             config: WorkerConfig::default(),
@@ -92,6 +133,20 @@ impl Rig {
                     .into_bytes()
                 };
                 (offset, value)
+            })
+            .collect()
+    }
+
+    /// Readings of sensor n-1 at these event times, from offset 0.
+    fn readings_at(&self, times: &[i64]) -> VecDeque<(i64, Vec<u8>)> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(offset, at)| {
+                let value = format!(
+                    r#"{{"sensor_id":"n-1","observed_at":{at},"latitude":43.1,"longitude":5.9,"LAeq":55.0,"LAmax":null}}"#
+                );
+                (offset as i64, value.into_bytes())
             })
             .collect()
     }
@@ -292,4 +347,44 @@ fn a_commit_refused_for_now_leaves_the_flush_durable_and_a_fatal_one_stops_the_w
         .run(&source(&rig, rig.messages(10, &[]), None), &stop)
         .expect_err("a fatal commit failure stops the worker");
     assert_eq!(err.disposition(), Disposition::Fatal, "{err}");
+}
+
+#[test]
+fn a_late_reading_is_reported_by_the_windows_and_acknowledged_before_the_flush_is_durable() {
+    let rig = Rig::build(true);
+    const MIN: i64 = 60_000;
+    // Readings every 10 s for 8 minutes, then one from the first minute, whose 1-minute window
+    // has closed by then (the watermark is the newest reading less one minute of lateness).
+    let start = EPOCH_MS - 10 * MIN;
+    let mut times: Vec<i64> = (0..48).map(|i| start + i * 10_000).collect();
+    times.push(start + 5_000);
+    rig.set_end(times.len() as i64);
+    let stop = AtomicBool::new(false);
+    let summary = rig
+        .run(&source(&rig, rig.readings_at(&times), None), &stop)
+        .expect("the run succeeds");
+    assert_eq!((summary.consumed, summary.valid, summary.late), (49, 49, 1));
+    assert!(summary.windows_closed > 0, "windows closed at the end of input");
+    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&49));
+    let log = events(&rig.log);
+    let dlq_sends = log
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { topic } if topic == DLQ))
+        .count();
+    assert_eq!(dlq_sends, 1, "the late reading, once: {log:?}");
+    let acked = position_of(&log, |e| matches!(e, Event::Acked { topic } if topic == DLQ));
+    let raw = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/raw/")));
+    let aggregates = position_of(
+        &log,
+        |e| matches!(e, Event::Put { path } if path.contains("/aggregates/")),
+    );
+    let state = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/_state/")));
+    let commit = position_of(
+        &log,
+        |e| matches!(e, Event::Commit(c) if c.contains(&(TOPIC.to_owned(), 0, 49))),
+    );
+    assert!(
+        acked < raw && raw < aggregates && aggregates < state && state < commit,
+        "the late reject, the raw file, the closed windows, the window state, then the commit: {log:?}"
+    );
 }
