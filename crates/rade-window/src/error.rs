@@ -26,6 +26,8 @@ pub enum Error {
     Kind { kind: String, message: String },
     #[error("window state snapshot: {0}")]
     Snapshot(String),
+    #[error("partition {topic}/{partition} is not assigned to the windows")]
+    Unassigned { topic: String, partition: i32 },
     #[error("evaluating `{what}`: {message}")]
     Eval { what: String, message: String },
 }

@@ -343,6 +343,22 @@ impl PartitionWindows {
         (self.state.max_event, self.last_active_ms)
     }
 
+    /// Idle from now on, until its next record: at the end of the input, a partition that
+    /// never delivered stops holding the watermark back.
+    pub(crate) fn mark_idle(&mut self) {
+        self.last_active_ms = i64::MIN / 2;
+    }
+
+    /// Whether alerts wait for [`PartitionWindows::take_alerts`].
+    pub(crate) fn has_alerts(&self) -> bool {
+        !self.pending_alerts.is_empty()
+    }
+
+    /// The kind of the partition's records.
+    pub fn kind(&self) -> &str {
+        &self.rules.layout.kind.kind
+    }
+
     /// Closes every window that ends at or before `watermark`, computes derived columns,
     /// runs the rules and returns the closed windows per shape. Alerts are kept for
     /// [`PartitionWindows::take_alerts`].
