@@ -1,11 +1,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondArray,
-};
-use rade_schema::{FieldType, Row, Value};
+use arrow::array::{Array, RecordBatch, StringArray};
+use rade_schema::{Row, Value};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use tracing::warn;
@@ -14,8 +11,14 @@ use crate::alert::{Alert, AlertState, alert_id};
 use crate::layout::KindLayout;
 use crate::rules::{KindRules, RuleSet};
 use crate::spec::WindowSpec;
-use crate::template::{cell, number, rfc3339};
+use crate::template::{cell, number};
 use crate::{Error, Result};
+
+mod closed;
+mod silence;
+mod snapshot;
+
+use closed::{Closed, time_column};
 
 /// Running statistics of one measurement in one window; merging is order-independent except
 /// for first/last, which follow event time (ties: first arrival is first, last arrival last).
@@ -155,23 +158,6 @@ struct State {
     /// Event-time minute at which no-signal rules were last checked.
     silence_checked: i64,
 }
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    version: u32,
-    kind: String,
-    windows: Vec<String>,
-    next_offset: i64,
-    state: State,
-    /// The measured and enum fields the state's statistics follow, in order; absent in the
-    /// snapshots of earlier releases, which are taken as of the current layout.
-    #[serde(default)]
-    measures: Option<Vec<String>>,
-    #[serde(default)]
-    labels: Option<Vec<String>>,
-}
-
-const SNAPSHOT_VERSION: u32 = 2;
 
 /// What a valid record did to the windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,7 +392,7 @@ impl PartitionWindows {
             let batches: Vec<(usize, RecordBatch)> = closed
                 .into_iter()
                 .enumerate()
-                .filter(|(_, c)| !c.starts.is_empty())
+                .filter(|(_, c)| !c.is_empty())
                 .map(|(s, c)| (s, c.batch(layout, &specs[s], topic, *partition)))
                 .collect();
             self.next_end = next_end;
@@ -513,115 +499,6 @@ impl PartitionWindows {
         }
     }
 
-    /// Forgets the sensors silent for `forget_after` with no open window, and their alerts,
-    /// so that state follows the sensors that exist, not every id ever seen.
-    fn forget_gone(&mut self, watermark: i64) {
-        if self.forget_ms == i64::MAX {
-            return;
-        }
-        let forget = self.forget_ms;
-        let before = self.state.sensors.len();
-        self.state
-            .sensors
-            .retain(|_, st| !(st.heads.is_empty() && watermark.saturating_sub(st.last_seen) >= forget));
-        if self.state.sensors.len() < before {
-            let sensors = &self.state.sensors;
-            self.state.alerts.retain(|(_, sensor), _| sensors.contains_key(sensor));
-            tracing::info!(
-                topic = %self.topic,
-                partition = self.partition,
-                forgotten = before - self.state.sensors.len(),
-                "sensors silent longer than windows.forget_after forgotten"
-            );
-        }
-    }
-
-    fn check_silence(&mut self, watermark: i64, now_ms: i64) {
-        let rules = self.rules.clone();
-        if rules.silence_rules.is_empty() {
-            return;
-        }
-        let kind = &rules.layout.kind.kind;
-        let mut raise = Vec::new();
-        for (sensor, st) in &self.state.sensors {
-            for rule in &rules.silence_rules {
-                if watermark - st.last_seen < rule.after_ms {
-                    continue;
-                }
-                let key = (rule.name.clone(), sensor.clone());
-                if self.state.alerts.contains_key(&key) {
-                    continue;
-                }
-                raise.push((rule, sensor.clone(), st.last_seen));
-            }
-        }
-        // In sensor order, whatever the hash map's.
-        raise.sort_by(|a, b| (&a.1, &a.0.name).cmp(&(&b.1, &b.0.name)));
-        for (rule, sensor, last_seen) in raise {
-            let end = last_seen + rule.after_ms;
-            let message = rule.message.render(&|name| match name {
-                "sensor_id" => sensor.clone(),
-                "kind" => kind.clone(),
-                "last_seen" => rfc3339(last_seen),
-                "silence" => {
-                    humantime::format_duration(std::time::Duration::from_millis(rule.after_ms as u64)).to_string()
-                }
-                _ => String::new(),
-            });
-            self.state.alerts.insert(
-                (rule.name.clone(), sensor.clone()),
-                Raised {
-                    window_start: last_seen,
-                    window_end: end,
-                },
-            );
-            if let Some(st) = self.state.sensors.get_mut(&sensor) {
-                st.silent = true;
-            }
-            self.pending_alerts.push(Alert {
-                alert_id: alert_id(&rule.name, &sensor, AlertState::Raised, end),
-                rule: rule.name.clone(),
-                severity: rule.severity,
-                state: AlertState::Raised,
-                sensor_id: sensor,
-                kind: kind.clone(),
-                window_start: last_seen,
-                window_end: end,
-                observed_value: None,
-                condition: rule.condition_sql.clone(),
-                message,
-                emitted_at: now_ms,
-                source: Some((self.topic.clone(), self.partition)),
-            });
-        }
-    }
-
-    /// A record from a sensor under a no-signal alert: the silence is over.
-    fn resolve_silence(&mut self, sensor: &str, previous: i64, t: i64, now_ms: i64) {
-        let rules = self.rules.clone();
-        for rule in &rules.silence_rules {
-            let key = (rule.name.clone(), sensor.to_owned());
-            if self.state.alerts.remove(&key).is_none() {
-                continue;
-            }
-            self.pending_alerts.push(Alert {
-                alert_id: alert_id(&rule.name, sensor, AlertState::Resolved, t),
-                rule: rule.name.clone(),
-                severity: rule.severity,
-                state: AlertState::Resolved,
-                sensor_id: sensor.to_owned(),
-                kind: rules.layout.kind.kind.clone(),
-                window_start: previous,
-                window_end: t,
-                observed_value: None,
-                condition: rule.condition_sql.clone(),
-                message: format!("{sensor} sends again (silent since {})", rfc3339(previous)),
-                emitted_at: now_ms,
-                source: Some((self.topic.clone(), self.partition)),
-            });
-        }
-    }
-
     /// Watermark up to which windows are closed.
     pub fn closed_at(&self) -> i64 {
         self.state.closed_at
@@ -641,218 +518,6 @@ impl PartitionWindows {
     pub fn sensors(&self) -> usize {
         self.state.sensors.len()
     }
-
-    /// The whole state, as of `next_offset`, compressed: what [`PartitionWindows::restore`] takes.
-    pub fn snapshot(&self, next_offset: i64) -> Result<Vec<u8>> {
-        #[derive(Serialize)]
-        struct SnapshotRef<'a> {
-            version: u32,
-            kind: &'a str,
-            windows: Vec<&'a str>,
-            next_offset: i64,
-            state: &'a State,
-            measures: Vec<String>,
-            labels: Vec<String>,
-        }
-        let (measures, labels) = self.layout().field_names();
-        let snap = SnapshotRef {
-            version: SNAPSHOT_VERSION,
-            kind: &self.rules.layout.kind.kind,
-            windows: self.specs.iter().map(|s| s.label.as_str()).collect(),
-            next_offset,
-            state: &self.state,
-            measures,
-            labels,
-        };
-        let mut cbor = Vec::new();
-        ciborium::into_writer(&snap, &mut cbor).map_err(|e| Error::Snapshot(e.to_string()))?;
-        zstd::encode_all(cbor.as_slice(), 1).map_err(|e| Error::Snapshot(e.to_string()))
-    }
-
-    /// Restores a snapshot taken by [`PartitionWindows::snapshot`]; returns the offset it
-    /// was taken at. A snapshot of other windows or another kind is refused.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<i64> {
-        let cbor = zstd::decode_all(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
-        let snap: Snapshot = ciborium::from_reader(cbor.as_slice()).map_err(|e| Error::Snapshot(e.to_string()))?;
-        let labels: Vec<&str> = self.specs.iter().map(|s| s.label.as_str()).collect();
-        if snap.version != SNAPSHOT_VERSION || snap.kind != self.rules.layout.kind.kind || snap.windows != labels {
-            return Err(Error::Snapshot(format!(
-                "taken with kind {} and windows {:?}, now {} and {:?}",
-                snap.kind, snap.windows, self.rules.layout.kind.kind, labels
-            )));
-        }
-        let mut state = snap.state;
-        let measures = self.layout().measures.len();
-        let labels = self.layout().labels.len();
-        // A snapshot taken before the kind's schema gained (or lost) a field: statistics
-        // follow their field by name, and a new field starts empty in the open windows.
-        let (now_measures, now_labels) = self.layout().field_names();
-        if let Some(old) = snap.measures.as_deref()
-            && old != now_measures.as_slice()
-        {
-            let map = positions(old, &now_measures);
-            for s in state.sensors.values_mut() {
-                s.stats = remap(&s.stats, s.heads.len(), old.len(), &map, Stat::EMPTY)?;
-            }
-        }
-        if let Some(old) = snap.labels.as_deref()
-            && old != now_labels.as_slice()
-        {
-            let map = positions(old, &now_labels);
-            for s in state.sensors.values_mut() {
-                s.labels = remap(&s.labels, s.heads.len(), old.len(), &map, None)?;
-            }
-        }
-        let known: std::collections::HashSet<&str> = self
-            .rules
-            .window_rules
-            .iter()
-            .map(|r| r.name.as_str())
-            .chain(self.rules.silence_rules.iter().map(|r| r.name.as_str()))
-            .collect();
-        // Alerts of rules that no longer exist are forgotten.
-        state.alerts.retain(|(rule, _), _| known.contains(rule.as_str()));
-        let mut next_end = i64::MAX;
-        for s in state.sensors.values_mut() {
-            if s.stats.len() != s.heads.len() * measures
-                || s.labels.len() != s.heads.len() * labels
-                || s.heads.iter().any(|h| h.spec as usize >= self.specs.len())
-            {
-                return Err(Error::Snapshot(
-                    "taken with another version of the kind's schema".into(),
-                ));
-            }
-            for h in &s.heads {
-                next_end = next_end.min(h.start + self.specs[h.spec as usize].size_ms);
-            }
-            s.silent = false;
-        }
-        for (rule, sensor) in state.alerts.keys() {
-            if self.rules.silence_rules.iter().any(|r| &r.name == rule)
-                && let Some(s) = state.sensors.get_mut(sensor)
-            {
-                s.silent = true;
-            }
-        }
-        self.state = state;
-        self.next_end = next_end;
-        Ok(snap.next_offset)
-    }
-}
-
-/// For each field now, its position among the snapshot's fields.
-fn positions(old: &[String], now: &[String]) -> Vec<Option<usize>> {
-    now.iter().map(|n| old.iter().position(|o| o == n)).collect()
-}
-
-/// Per-window values laid out `old` per head, rearranged to follow the fields now.
-fn remap<T: Copy>(values: &[T], heads: usize, old: usize, map: &[Option<usize>], empty: T) -> Result<Vec<T>> {
-    if values.len() != heads * old {
-        return Err(Error::Snapshot(
-            "taken with another version of the kind's schema".into(),
-        ));
-    }
-    let mut out = Vec::with_capacity(heads * map.len());
-    for k in 0..heads {
-        out.extend(map.iter().map(|m| m.map_or(empty, |o| values[k * old + o])));
-    }
-    Ok(out)
-}
-
-/// Windows of one shape closed by one watermark, gathered column by column.
-#[derive(Default)]
-struct Closed<'a> {
-    sensors: Vec<&'a str>,
-    starts: Vec<i64>,
-    records: Vec<u32>,
-    /// `stats[i * measures + m]`
-    stats: Vec<Stat>,
-    /// `labels[i * labels + l]`
-    labels: Vec<Option<(i64, u32)>>,
-}
-
-impl<'a> Closed<'a> {
-    fn push(&mut self, sensor: &'a str, h: &Head, stats: &[Stat], labels: &[Option<(i64, u32)>]) {
-        self.sensors.push(sensor);
-        self.starts.push(h.start);
-        self.records.push(h.records);
-        self.stats.extend_from_slice(stats);
-        self.labels.extend_from_slice(labels);
-    }
-
-    /// The Arrow batch of the kind's aggregate schema, ordered by window start then sensor.
-    fn batch(&self, layout: &KindLayout, spec: &WindowSpec, topic: &str, partition: i32) -> RecordBatch {
-        let n = self.starts.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            (self.starts[a], self.sensors[a]).cmp(&(self.starts[b], self.sensors[b]))
-        });
-        let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) };
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                order.iter().map(|&i| self.sensors[i as usize]),
-            )),
-            ts(order.iter().map(|&i| self.starts[i as usize]).collect()),
-            ts(order.iter().map(|&i| self.starts[i as usize] + spec.size_ms).collect()),
-            Arc::new(Int64Array::from_iter_values(
-                order.iter().map(|&i| self.records[i as usize] as i64),
-            )),
-        ];
-        let measures = layout.measures.len();
-        for m in 0..measures {
-            let stat = |i: u32| &self.stats[i as usize * measures + m];
-            let float = |f: fn(&Stat) -> f64| -> ArrayRef {
-                Arc::new(Float64Array::from_iter(order.iter().map(|&i| {
-                    let s = stat(i);
-                    (s.count > 0).then(|| f(s))
-                })))
-            };
-            let time = |f: fn(&Stat) -> i64| -> ArrayRef {
-                Arc::new(
-                    TimestampMillisecondArray::from_iter(order.iter().map(|&i| {
-                        let s = stat(i);
-                        (s.count > 0).then(|| f(s))
-                    }))
-                    .with_timezone("UTC"),
-                )
-            };
-            columns.push(Arc::new(Int64Array::from_iter_values(
-                order.iter().map(|&i| stat(i).count as i64),
-            )));
-            columns.push(float(|s| s.min));
-            columns.push(float(|s| s.max));
-            columns.push(float(|s| s.sum / s.count as f64));
-            columns.push(float(|s| s.sum));
-            columns.push(float(|s| s.first));
-            columns.push(time(|s| s.first_at));
-            columns.push(float(|s| s.last));
-            columns.push(time(|s| s.last_at));
-        }
-        let nlabels = layout.labels.len();
-        for (l, &f) in layout.labels.iter().enumerate() {
-            let FieldType::Enum(symbols) = &layout.kind.fields[f].ty else {
-                continue;
-            };
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for &i in &order {
-                b.append_option(self.labels[i as usize * nlabels + l].and_then(|(_, s)| symbols.get(s as usize)));
-            }
-            columns.push(Arc::new(b.finish()));
-        }
-        columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))));
-        columns.push(Arc::new(Int32Array::from_value(partition, n)));
-        RecordBatch::try_new(layout.schema.clone(), columns).expect("columns follow the kind's aggregate schema")
-    }
-}
-
-fn time_column(batch: &RecordBatch, i: usize) -> Vec<i64> {
-    batch
-        .column(i)
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .map(|a| a.values().to_vec())
-        .unwrap_or_default()
 }
 
 /// The watermark of a worker: the smallest of its partitions' newest event time minus the
@@ -881,6 +546,7 @@ pub fn combined_watermark(
 mod tests {
     use std::path::Path;
 
+    use arrow::array::Int64Array;
     use rade_schema::{Catalog, DecodeLimits, Decoder};
 
     use super::*;
