@@ -499,6 +499,18 @@ mod tests {
     use super::*;
     use crate::layout::hour_of;
 
+    fn memory_lake() -> Lake {
+        Lake::new(
+            Arc::new(InMemory::new()),
+            Path::from("lake"),
+            crate::LakeLocation::Memory,
+        )
+    }
+
+    async fn write(lake: &Lake, file: RawFile, batch: RecordBatch) {
+        lake.write_raw(&file, vec![batch]).await.expect("written");
+    }
+
     fn batch(offsets: std::ops::Range<i64>, extra: bool) -> RecordBatch {
         let mut fields = vec![Field::new("_offset", DataType::Int64, false)];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(offsets.clone()))];
@@ -541,20 +553,10 @@ mod tests {
 
     #[tokio::test]
     async fn merges_settled_files_and_readers_never_see_a_row_twice() {
-        let lake = Lake::new(
-            Arc::new(InMemory::new()),
-            Path::from("lake"),
-            crate::LakeLocation::Memory,
-        );
-        lake.write_raw(&file(0, 9), vec![batch(0..10, false)])
-            .await
-            .expect("written");
-        lake.write_raw(&file(10, 19), vec![batch(10..20, true)])
-            .await
-            .expect("written");
-        lake.write_raw(&file(20, 29), vec![batch(20..30, true)])
-            .await
-            .expect("written");
+        let lake = memory_lake();
+        write(&lake, file(0, 9), batch(0..10, false)).await;
+        write(&lake, file(10, 19), batch(10..20, true)).await;
+        write(&lake, file(20, 29), batch(20..30, true)).await;
         // Committed at 25: the last file is not settled yet.
         let committed = HashMap::from([(("t".to_owned(), 0), 25)]);
         let options = CompactOptions {
@@ -615,18 +617,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_merged_files_hide_others_and_one_compaction_runs_at_a_time() {
-        let lake = Lake::new(
-            Arc::new(InMemory::new()),
-            Path::from("lake"),
-            crate::LakeLocation::Memory,
-        );
+        let lake = memory_lake();
         // A replay before the worker cut its files short could span a file it does not hold.
-        lake.write_raw(&file(0, 9), vec![batch(0..7, false)])
-            .await
-            .expect("written");
-        lake.write_raw(&file(3, 5), vec![batch(7..10, false)])
-            .await
-            .expect("written");
+        write(&lake, file(0, 9), batch(0..7, false)).await;
+        write(&lake, file(3, 5), batch(7..10, false)).await;
         assert_eq!(visible_names(&lake).await, vec![(0, 9), (3, 5)]);
         // A lease held by another run: this one refuses to start.
         let (store, root) = lake.store();
@@ -663,17 +657,9 @@ mod tests {
 
     #[tokio::test]
     async fn partitions_without_a_committed_offset_are_left_alone() {
-        let lake = Lake::new(
-            Arc::new(InMemory::new()),
-            Path::from("lake"),
-            crate::LakeLocation::Memory,
-        );
-        lake.write_raw(&file(0, 9), vec![batch(0..10, false)])
-            .await
-            .expect("written");
-        lake.write_raw(&file(10, 19), vec![batch(10..20, false)])
-            .await
-            .expect("written");
+        let lake = memory_lake();
+        write(&lake, file(0, 9), batch(0..10, false)).await;
+        write(&lake, file(10, 19), batch(10..20, false)).await;
         let report = lake
             .compact(&HashMap::new(), &CompactOptions::default())
             .await

@@ -101,7 +101,7 @@ fn status_in(text: &str) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use object_store::aws::AmazonS3Builder;
@@ -111,7 +111,7 @@ mod tests {
 
     use super::*;
 
-    fn generic(kind: HttpErrorKind) -> object_store::Error {
+    pub(crate) fn generic(kind: HttpErrorKind) -> object_store::Error {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
         object_store::Error::Generic {
             store: "S3",

@@ -109,6 +109,16 @@ mod tests {
     use crate::layout::{RawFile, hour_of};
     use rade_schema::{DecodeLimits, Decoder, Lineage, RowBatchBuilder};
 
+    async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+        ctx.sql(sql).await.expect("plans").collect().await.expect("runs")
+    }
+
+    fn printed(batches: &[RecordBatch]) -> String {
+        arrow::util::pretty::pretty_format_batches(batches)
+            .expect("prints")
+            .to_string()
+    }
+
     fn catalog() -> Catalog {
         Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas")
     }
@@ -153,33 +163,16 @@ mod tests {
         let catalog = catalog();
         two_noise_rows(&lake, &catalog).await;
         let ctx = query_session(&lake, &catalog).await.expect("session");
-        let batches = ctx
-            .sql("SELECT max(LAeq) AS m, count(*) AS n, min(date) AS d, min(hour) AS h FROM raw_noise")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .expect("prints")
-            .to_string();
+        let batches = run(
+            &ctx,
+            "SELECT max(LAeq) AS m, count(*) AS n, min(date) AS d, min(hour) AS h FROM raw_noise",
+        )
+        .await;
+        let text = printed(&batches);
         assert!(text.contains("| 61.0 | 2 | 2026-05-28 | 20 |"), "{text}");
         // Other kinds are registered even with no file yet.
-        let empty = ctx
-            .sql("SELECT count(*) FROM raw_water_level")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        assert_eq!(
-            arrow::util::pretty::pretty_format_batches(&empty)
-                .expect("prints")
-                .to_string()
-                .matches("| 0 ")
-                .count(),
-            1
-        );
+        let empty = run(&ctx, "SELECT count(*) FROM raw_water_level").await;
+        assert_eq!(printed(&empty).matches("| 0 ").count(), 1);
     }
 
     #[tokio::test]
@@ -188,16 +181,8 @@ mod tests {
         let catalog = catalog();
         two_noise_rows(&lake, &catalog).await;
         let ctx = query_session(&lake, &catalog).await.expect("session");
-        let batches = ctx
-            .sql("SELECT count(*) AS n FROM raw_noise")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .expect("prints")
-            .to_string();
+        let batches = run(&ctx, "SELECT count(*) AS n FROM raw_noise").await;
+        let text = printed(&batches);
         assert!(text.contains("| 2 |"), "{text}");
     }
 }

@@ -126,17 +126,8 @@ impl ObjectStore for RetryCreate {
 
 #[cfg(test)]
 mod tests {
-    use object_store::client::HttpError;
-
     use super::*;
-
-    fn generic(kind: HttpErrorKind) -> object_store::Error {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(HttpError::new(kind, io)),
-        }
-    }
+    use crate::error::tests::generic;
 
     #[test]
     fn only_dropped_connections_and_timeouts_are_retried_here() {
