@@ -349,6 +349,17 @@ impl PartitionWindows {
         self.last_active_ms = i64::MIN / 2;
     }
 
+    /// The lowest watermark at which [`PartitionWindows::close`] has more to do than move the
+    /// close point: the end of the first open window, or the next no-signal check.
+    pub(crate) fn next_due(&self) -> i64 {
+        let next_check = self
+            .state
+            .silence_checked
+            .saturating_add(1)
+            .saturating_mul(self.silence_step_ms);
+        self.next_end.min(next_check)
+    }
+
     /// Whether alerts wait for [`PartitionWindows::take_alerts`].
     pub(crate) fn has_alerts(&self) -> bool {
         !self.pending_alerts.is_empty()
@@ -366,7 +377,11 @@ impl PartitionWindows {
         if watermark <= self.state.closed_at {
             return Vec::new();
         }
+        let due = watermark >= self.next_due();
         self.state.closed_at = watermark;
+        if !due {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         if watermark >= self.next_end {
             let PartitionWindows {
@@ -644,13 +659,28 @@ impl PartitionWindows {
 
     /// The whole state, as of `next_offset`, compressed: what [`PartitionWindows::restore`] takes.
     pub fn snapshot(&self, next_offset: i64) -> Result<Vec<u8>> {
+        self.snapshot_closed_at(next_offset, self.state.closed_at)
+    }
+
+    /// [`PartitionWindows::snapshot`], closed up to `closed_at` (at least its own close point):
+    /// a [`crate::WindowSet`] moves the close point of partitions with nothing due lazily.
+    pub(crate) fn snapshot_closed_at(&self, next_offset: i64, closed_at: i64) -> Result<Vec<u8>> {
+        /// [`State`] by reference, serialized exactly like it.
+        #[derive(Serialize)]
+        struct StateRef<'a> {
+            sensors: &'a Sensors,
+            closed_at: i64,
+            max_event: Option<i64>,
+            alerts: &'a BTreeMap<(String, String), Raised>,
+            silence_checked: i64,
+        }
         #[derive(Serialize)]
         struct SnapshotRef<'a> {
             version: u32,
             kind: &'a str,
             windows: Vec<&'a str>,
             next_offset: i64,
-            state: &'a State,
+            state: StateRef<'a>,
             measures: Vec<String>,
             labels: Vec<String>,
         }
@@ -660,7 +690,13 @@ impl PartitionWindows {
             kind: &self.rules.layout.kind.kind,
             windows: self.specs.iter().map(|s| s.label.as_str()).collect(),
             next_offset,
-            state: &self.state,
+            state: StateRef {
+                sensors: &self.state.sensors,
+                closed_at: closed_at.max(self.state.closed_at),
+                max_event: self.state.max_event,
+                alerts: &self.state.alerts,
+                silence_checked: self.state.silence_checked,
+            },
             measures,
             labels,
         };
