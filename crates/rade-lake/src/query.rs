@@ -109,11 +109,11 @@ mod tests {
     use crate::layout::{RawFile, hour_of};
     use rade_schema::{DecodeLimits, Decoder, Lineage, RowBatchBuilder};
 
-    async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<arrow::record_batch::RecordBatch> {
         ctx.sql(sql).await.expect("plans").collect().await.expect("runs")
     }
 
-    fn printed(batches: &[RecordBatch]) -> String {
+    fn printed(batches: &[arrow::record_batch::RecordBatch]) -> String {
         arrow::util::pretty::pretty_format_batches(batches)
             .expect("prints")
             .to_string()

@@ -335,6 +335,17 @@ impl PartitionWindows {
         self.last_active_ms = i64::MIN / 2;
     }
 
+    /// The lowest watermark at which [`PartitionWindows::close`] has more to do than move the
+    /// close point: the end of the first open window, or the next no-signal check.
+    pub(crate) fn next_due(&self) -> i64 {
+        let next_check = self
+            .state
+            .silence_checked
+            .saturating_add(1)
+            .saturating_mul(self.silence_step_ms);
+        self.next_end.min(next_check)
+    }
+
     /// Whether alerts wait for [`PartitionWindows::take_alerts`].
     pub(crate) fn has_alerts(&self) -> bool {
         !self.pending_alerts.is_empty()
@@ -352,7 +363,11 @@ impl PartitionWindows {
         if watermark <= self.state.closed_at {
             return Vec::new();
         }
+        let due = watermark >= self.next_due();
         self.state.closed_at = watermark;
+        if !due {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         if watermark >= self.next_end {
             let PartitionWindows {

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PartitionWindows, Stat, State};
+use std::collections::BTreeMap;
+
+use super::{PartitionWindows, Raised, Sensors, Stat, State};
 use crate::{Error, Result};
 
 #[derive(Serialize, Deserialize)]
@@ -26,13 +28,28 @@ const SNAPSHOT_VERSION: u32 = 2;
 impl PartitionWindows {
     /// The whole state, as of `next_offset`, compressed: what [`PartitionWindows::restore`] takes.
     pub fn snapshot(&self, next_offset: i64) -> Result<Vec<u8>> {
+        self.snapshot_closed_at(next_offset, self.state.closed_at)
+    }
+
+    /// [`PartitionWindows::snapshot`], closed up to `closed_at` (at least its own close point):
+    /// a [`crate::WindowSet`] moves the close point of partitions with nothing due lazily.
+    pub(crate) fn snapshot_closed_at(&self, next_offset: i64, closed_at: i64) -> Result<Vec<u8>> {
+        /// [`State`] by reference, serialized exactly like it.
+        #[derive(Serialize)]
+        struct StateRef<'a> {
+            sensors: &'a Sensors,
+            closed_at: i64,
+            max_event: Option<i64>,
+            alerts: &'a BTreeMap<(String, String), Raised>,
+            silence_checked: i64,
+        }
         #[derive(Serialize)]
         struct SnapshotRef<'a> {
             version: u32,
             kind: &'a str,
             windows: Vec<&'a str>,
             next_offset: i64,
-            state: &'a State,
+            state: StateRef<'a>,
             measures: Vec<String>,
             labels: Vec<String>,
         }
@@ -42,7 +59,13 @@ impl PartitionWindows {
             kind: &self.rules.layout.kind.kind,
             windows: self.specs.iter().map(|s| s.label.as_str()).collect(),
             next_offset,
-            state: &self.state,
+            state: StateRef {
+                sensors: &self.state.sensors,
+                closed_at: closed_at.max(self.state.closed_at),
+                max_event: self.state.max_event,
+                alerts: &self.state.alerts,
+                silence_checked: self.state.silence_checked,
+            },
             measures,
             labels,
         };
