@@ -419,3 +419,42 @@ fn keep(
         }
     }
 }
+
+/// Starts the window thread for these windows and rules; its alerts and aggregates go through
+/// `producer`, its late reports through `dlq`.
+pub(crate) fn spawn_windows(
+    windowing: &crate::worker::Windowing,
+    producer: Arc<dyn Produce>,
+    dlq: DlqSender,
+    catalog: &rade_schema::Catalog,
+    metrics: &Metrics,
+) -> crate::Result<(WinHandle, std::thread::JoinHandle<()>)> {
+    // Bounded: when the window thread falls behind, the ingest thread waits for it instead of
+    // queueing readings without limit.
+    let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
+    let watermark = Arc::new(AtomicI64::new(i64::MIN));
+    let runner = Runner::new(
+        windowing.specs.clone(),
+        windowing.rules.clone(),
+        windowing.config.clone(),
+        Outputs {
+            producer,
+            dlq,
+            alert_schema: catalog.alert().cloned(),
+            metrics: metrics.clone(),
+            watermark: watermark.clone(),
+        },
+    );
+    let thread = std::thread::Builder::new()
+        .name("rade-windows".into())
+        .spawn(move || runner.run(rx))
+        .map_err(Error::Spawn)?;
+    Ok((
+        WinHandle {
+            tx,
+            watermark,
+            active: false,
+        },
+        thread,
+    ))
+}

@@ -2,7 +2,7 @@
 //! conditions.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::dlq_sender::DlqSender;
 use crate::kafka::{IngestConsumer, IngestContext, RdGroup, RdProducer, RdSource};
 use crate::pipeline::{Parts, Pipeline, lock};
 use crate::seams::{Clock, Polled, Source, SystemClock};
-use crate::windows::{Outputs, Runner, WINDOW_QUEUE, WinHandle};
+use crate::windows::spawn_windows;
 use crate::{Error, Result};
 
 /// The `[worker]` section: when files roll, when to flush and how long to wait.
@@ -230,31 +230,8 @@ impl Worker {
         // Windows and rules run on their own thread, fed in order by the ingest thread.
         let (win, window_thread) = match self.windowing.as_ref() {
             Some(w) => {
-                // Bounded: when the window thread falls behind, the ingest thread waits for it
-                // instead of queueing records without limit.
-                let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
-                let watermark = Arc::new(AtomicI64::new(i64::MIN));
-                let runner = Runner::new(
-                    w.specs.clone(),
-                    w.rules.clone(),
-                    w.config.clone(),
-                    Outputs {
-                        producer: produce.clone(),
-                        dlq: dlq_out.clone(),
-                        alert_schema: self.catalog.alert().cloned(),
-                        metrics: self.metrics.clone(),
-                        watermark: watermark.clone(),
-                    },
-                );
-                let thread = std::thread::Builder::new()
-                    .name("rade-windows".into())
-                    .spawn(move || runner.run(rx))
-                    .map_err(Error::Spawn)?;
-                let handle = WinHandle {
-                    tx,
-                    watermark,
-                    active: false,
-                };
+                let (handle, thread) =
+                    spawn_windows(w, produce.clone(), dlq_out.clone(), &self.catalog, &self.metrics)?;
                 (Some(handle), Some(thread))
             }
             None => (None, None),

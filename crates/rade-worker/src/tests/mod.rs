@@ -5,7 +5,7 @@
 mod fakes;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use crate::dlq_sender::DlqSender;
 use crate::flush::Roll;
 use crate::pipeline::{Parts, Pipeline, lock};
 use crate::seams::{Polled, Record, Source};
-use crate::windows::{Outputs, Runner, WINDOW_QUEUE, WinHandle};
+use crate::windows::spawn_windows;
 use crate::worker::{StopWhen, Windowing, WorkerConfig, run_loop};
 use crate::{Error, Summary};
 
@@ -69,26 +69,8 @@ impl Rig {
             let windowing = Windowing::load(&WindowConfig::default(), &catalog)
                 .expect("the shipped windows and rules")
                 .expect("enabled");
-            let (tx, rx) = std::sync::mpsc::sync_channel(WINDOW_QUEUE);
-            let watermark = Arc::new(AtomicI64::new(i64::MIN));
-            let runner = Runner::new(
-                windowing.specs.clone(),
-                windowing.rules.clone(),
-                windowing.config.clone(),
-                Outputs {
-                    producer,
-                    dlq: dlq_out.clone(),
-                    alert_schema: catalog.alert().cloned(),
-                    metrics: metrics.clone(),
-                    watermark: watermark.clone(),
-                },
-            );
-            std::thread::spawn(move || runner.run(rx));
-            let handle = WinHandle {
-                tx,
-                watermark,
-                active: false,
-            };
+            let (handle, _thread) = spawn_windows(&windowing, producer, dlq_out.clone(), &catalog, &metrics)
+                .expect("the window thread starts");
             (Some(handle), Some(windowing))
         } else {
             (None, None)
