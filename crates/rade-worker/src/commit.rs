@@ -129,14 +129,16 @@ impl Pipeline {
 
     /// The DLQ tail to commit for a partition whose rejects before `acked` are in the DLQ.
     fn dlq_tail_of(&mut self, topic: &str, partition: i32, acked: i64) -> std::collections::BTreeMap<i32, i64> {
-        match self.state_mut(topic, partition) {
+        let Pipeline {
+            partitions, dlq_floor, ..
+        } = self;
+        match partitions.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
             Some(state) => {
                 // Rejects found before the acknowledged offset are covered by it from now on.
                 state.dlq_held = state.dlq_held.split_off(&acked);
-                let held = state.dlq_held.clone();
-                tail_for(&self.dlq_floor, &held)
+                tail_for(dlq_floor, &state.dlq_held)
             }
-            None => self.dlq_floor.clone(),
+            None => dlq_floor.clone(),
         }
     }
 

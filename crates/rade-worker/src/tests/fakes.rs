@@ -298,8 +298,8 @@ impl ObjectStore for LoggedStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        let gate = self.clone_gate();
-        tokio::task::spawn_blocking(move || gate.pass())
+        let gate = self.gate.clone();
+        tokio::task::spawn_blocking(move || pass(&gate))
             .await
             .map_err(|e| object_store::Error::Generic {
                 store: "LoggedStore",
@@ -366,28 +366,16 @@ impl ObjectStore for LoggedStore {
     }
 }
 
-/// The gate, shareable with a blocking task.
-pub(crate) struct GateHandle(Arc<LoggedStoreGate>);
-
-type LoggedStoreGate = (Mutex<Gate>, Condvar);
-
-impl GateHandle {
-    fn pass(&self) {
-        let (lock, cvar) = &*self.0;
-        let mut g = lock.lock().expect("gate");
-        if g.closed {
-            g.waiting += 1;
-            cvar.notify_all();
-            while g.closed {
-                g = cvar.wait(g).expect("gate");
-            }
-            g.waiting -= 1;
+/// Waits at the gate while it is closed, counted as held.
+fn pass(gate: &(Mutex<Gate>, Condvar)) {
+    let (lock, cvar) = gate;
+    let mut g = lock.lock().expect("gate");
+    if g.closed {
+        g.waiting += 1;
+        cvar.notify_all();
+        while g.closed {
+            g = cvar.wait(g).expect("gate");
         }
-    }
-}
-
-impl LoggedStore {
-    fn clone_gate(&self) -> GateHandle {
-        GateHandle(self.gate.clone())
+        g.waiting -= 1;
     }
 }
