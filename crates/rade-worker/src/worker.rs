@@ -325,11 +325,19 @@ impl Worker {
     }
 }
 
-/// How often size, age and end-of-input are checked while messages flow.
+/// How often size, age and end-of-input are checked while messages flow fast.
 const CHECK_EVERY: u32 = 1024;
 
-/// The poll loop: hands each message to the pipeline, and every `CHECK_EVERY` messages or
-/// when input pauses, flushes what is due and commits what is durable; stops on `stop`, or
+/// And how often at the least while they trickle in: the windows see the time (and close
+/// what is due, publishing its alerts) this often whatever the rate of messages.
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The clock is read every this many messages to honour `CHECK_INTERVAL`.
+const CLOCK_EVERY: u32 = 16;
+
+/// The poll loop: hands each message to the pipeline, and every `CHECK_EVERY` messages, every
+/// `CHECK_INTERVAL` or when input pauses, advances the windows, flushes what is due and
+/// commits what is durable; stops on `stop`, or
 /// with [`StopWhen::CaughtUp`] once every assigned partition is read to its end and durable.
 /// Then drains: everything read is made durable and committed, unless a fatal error came
 /// first, after which nothing more is committed (what is not durable is replayed).
@@ -352,7 +360,8 @@ fn poll(source: &dyn Source, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, st
     let group = source.group();
     let clock = lock(pipeline).clock.clone();
     let mut since_check = 0u32;
-    let mut last_caught_up_check = clock.now();
+    let mut last_check = clock.now();
+    let mut last_caught_up_check = last_check;
     while !stop.load(Ordering::Relaxed) {
         let polled = source.poll(Duration::from_millis(100), &mut |m| lock(pipeline).handle(m));
         let idle = matches!(polled, Polled::Idle);
@@ -360,10 +369,13 @@ fn poll(source: &dyn Source, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, st
             warn!(error = %e, "consumer error");
         }
         since_check += 1;
-        if !idle && since_check < CHECK_EVERY {
+        let timed = since_check.is_multiple_of(CLOCK_EVERY)
+            && clock.now().saturating_duration_since(last_check) >= CHECK_INTERVAL;
+        if !idle && !timed && since_check < CHECK_EVERY {
             continue;
         }
         since_check = 0;
+        last_check = clock.now();
         let mut p = lock(pipeline);
         if let Some(e) = p.fatal.take() {
             p.failed = true;

@@ -119,14 +119,14 @@ impl Rig {
             .collect()
     }
 
-    /// Readings of sensor n-1 at these event times, from offset 0.
-    fn readings_at(&self, times: &[i64]) -> VecDeque<(i64, Vec<u8>)> {
+    /// Readings of sensor n-1 at these event times, from offset 0, all of this `laeq`.
+    fn readings_at(&self, times: &[i64], laeq: f64) -> VecDeque<(i64, Vec<u8>)> {
         times
             .iter()
             .enumerate()
             .map(|(offset, at)| {
                 let value = format!(
-                    r#"{{"sensor_id":"n-1","observed_at":{at},"latitude":43.1,"longitude":5.9,"LAeq":55.0,"LAmax":null}}"#
+                    r#"{{"sensor_id":"n-1","observed_at":{at},"latitude":43.1,"longitude":5.9,"LAeq":{laeq:.1},"LAmax":null}}"#
                 );
                 (offset as i64, value.into_bytes())
             })
@@ -343,7 +343,7 @@ fn a_late_reading_is_reported_by_the_windows_and_acknowledged_before_the_flush_i
     rig.set_end(times.len() as i64);
     let stop = AtomicBool::new(false);
     let summary = rig
-        .run(&source(&rig, rig.readings_at(&times), None), &stop)
+        .run(&source(&rig, rig.readings_at(&times, 55.0), None), &stop)
         .expect("the run succeeds");
     assert_eq!((summary.consumed, summary.valid, summary.late), (49, 49, 1));
     assert!(summary.windows_closed > 0, "windows closed at the end of input");
@@ -368,5 +368,84 @@ fn a_late_reading_is_reported_by_the_windows_and_acknowledged_before_the_flush_i
     assert!(
         acked < raw && raw < aggregates && aggregates < state && state < commit,
         "the late reject, the raw file, the closed windows, the window state, then the commit: {log:?}"
+    );
+}
+
+/// A live source: each message takes `gap` of the fake clock, and before the last one it
+/// waits (up to 10 s of real time) for an alert to have been published.
+struct Live<'a> {
+    inner: FakeSource<'a>,
+    clock: &'a FakeClock,
+    log: &'a fakes::Log,
+    gap: Duration,
+    alert_before_last: Mutex<Option<bool>>,
+}
+
+impl Live<'_> {
+    fn alert_sent(&self) -> bool {
+        events(self.log)
+            .iter()
+            .any(|e| matches!(e, Event::Sent { topic } if topic == &WindowConfig::default().alerts_topic))
+    }
+}
+
+impl Source for Live<'_> {
+    fn poll(&self, timeout: Duration, handle: &mut dyn FnMut(&Record<'_>)) -> Polled {
+        let left = self.inner.values.lock().expect("values").len();
+        if left == 1 {
+            let mut seen = self.alert_before_last.lock().expect("seen");
+            if seen.is_none() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !self.alert_sent() && std::time::Instant::now() < deadline {
+                    std::thread::park_timeout(Duration::from_millis(10));
+                }
+                *seen = Some(self.alert_sent());
+            }
+        }
+        let polled = self.inner.poll(timeout, handle);
+        self.clock.advance(if matches!(polled, Polled::Idle) {
+            timeout
+        } else {
+            self.gap
+        });
+        polled
+    }
+
+    fn group(&self) -> &dyn crate::seams::Group {
+        self.inner.group()
+    }
+}
+
+#[test]
+fn windows_close_on_time_while_messages_trickle_in() {
+    let rig = Rig::build(true);
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    // Loud readings every 30 s from 21:00 (UTC) the day before, for 70 minutes: the night
+    // hour 21:00-22:00 raises night_noise once the watermark passes 22:00, 62 readings before
+    // the last. Each message takes 50 ms, far fewer than the 1,024 messages of a size check
+    // arrive: only the timer can close the hour before the input ends.
+    let start = EPOCH_MS - EPOCH_MS.rem_euclid(24 * HOUR) - 3 * HOUR;
+    let times: Vec<i64> = (0..140).map(|i| start + i * 30_000).collect();
+    rig.set_end(times.len() as i64);
+    let source = Live {
+        inner: FakeSource {
+            group: &rig.group,
+            topic: TOPIC.into(),
+            values: Mutex::new(rig.readings_at(&times, 70.0)),
+        },
+        clock: &rig.clock,
+        log: &rig.log,
+        gap: Duration::from_millis(50),
+        alert_before_last: Mutex::new(None),
+    };
+    let stop = AtomicBool::new(false);
+    let summary = rig.run(&source, &stop).expect("the run succeeds");
+    assert_eq!((summary.consumed, summary.valid, summary.late), (140, 140, 0));
+    assert_eq!(
+        *source.alert_before_last.lock().expect("seen"),
+        Some(true),
+        "night_noise published while readings were still arriving: {:?}",
+        events(&rig.log)
     );
 }
