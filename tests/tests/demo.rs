@@ -34,8 +34,8 @@ fn the_demo_runs_to_completion_and_explains_what_happened() {
     for line in [
         "water at wl-0001 reaches 250 cm (flood_warning threshold)",
         "water at wl-0001 reaches 350 cm (flood_alarm threshold)",
-        "flood_warning      RAISED   wl-0001  window closed",
-        "flood_alarm        RAISED   wl-0001  window closed",
+        "flood_warning      RAISED   wl-0001  raised at the crossing reading (eager rule)",
+        "flood_alarm        RAISED   wl-0001  raised at the crossing reading (eager rule)",
         "flood_warning      RESOLVED wl-0001",
         "flood_alarm        RESOLVED wl-0001",
         "heavy_rain         RAISED   rf-0001",

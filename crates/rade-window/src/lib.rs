@@ -23,6 +23,7 @@ pub use set::{Folded, PartitionKey, PartitionOutput, WindowSet};
 pub use spec::{AlertFormat, WindowConfig, WindowSpec};
 
 mod alert;
+mod eager;
 mod error;
 mod layout;
 mod operator;

@@ -8,8 +8,9 @@ use smallvec::SmallVec;
 use tracing::warn;
 
 use crate::alert::{Alert, AlertState, alert_id};
+use crate::eager::Quantity;
 use crate::layout::KindLayout;
-use crate::rules::{KindRules, RuleSet};
+use crate::rules::{KindRules, RuleSet, Verdicts, WindowRule};
 use crate::spec::WindowSpec;
 use crate::template::{cell, number};
 use crate::{Error, Result};
@@ -134,6 +135,14 @@ impl SensorState {
         self.stats.truncate(w * measures);
         self.labels.truncate(w * nlabels);
     }
+}
+
+/// The window a row of closed (or open) windows is about.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    sensor: &'a str,
+    start: i64,
+    end: i64,
 }
 
 /// An alert that is raised and not yet resolved.
@@ -272,6 +281,8 @@ impl PartitionWindows {
         let previous = st.last_seen;
         st.last_seen = st.last_seen.max(t);
         let mut late = false;
+        // Windows in which an eager rule's condition now holds: (rule, window shape, start).
+        let mut decided: SmallVec<[(usize, u8, i64); 2]> = SmallVec::new();
         for (s, spec) in self.specs.iter().enumerate() {
             for start in spec.starts(t) {
                 let end = start + spec.size_ms;
@@ -304,12 +315,35 @@ impl PartitionWindows {
                         *label = Some((t, sym));
                     }
                 }
+                for &r in &self.rules.eager {
+                    let rule = &self.rules.window_rules[r];
+                    let stats = &st.stats[k * measures..(k + 1) * measures];
+                    let records = st.heads[k].records;
+                    if rule.spec == s
+                        && rule.eager.as_ref().is_some_and(|m| {
+                            m.holds(&|q| match q {
+                                Quantity::Records => f64::from(records),
+                                Quantity::Count(i) => f64::from(stats[i].count),
+                                Quantity::Max(i) => stats[i].max,
+                                Quantity::Min(i) => stats[i].min,
+                            })
+                        })
+                    {
+                        decided.push((r, s as u8, start));
+                    }
+                }
             }
         }
         if st.silent && t > previous {
             st.silent = false;
             let sensor = sensor.to_string();
             self.resolve_silence(&sensor, previous, t, now_ms);
+        }
+        if !decided.is_empty() {
+            let sensor = sensor.to_string();
+            for (rule, spec, start) in decided {
+                self.raise_early(rule, &sensor, spec, start, now_ms);
+            }
         }
         if late {
             Observed::Late { closed_at }
@@ -436,7 +470,6 @@ impl PartitionWindows {
 
     fn apply_rules(&mut self, spec: usize, batch: &RecordBatch, now_ms: i64) {
         let rules = self.rules.clone();
-        let kind = &rules.layout.kind.kind;
         let sensors = batch
             .column(0)
             .as_any()
@@ -455,63 +488,129 @@ impl PartitionWindows {
             for row in 0..batch.num_rows() {
                 let sensor = sensors.value(row);
                 let holds = v.condition.is_valid(row) && v.condition.value(row);
-                let key = (rule.name.clone(), sensor.to_owned());
-                let raised = self.state.alerts.contains_key(&key);
-                let state = if !raised && holds {
-                    AlertState::Raised
-                } else if raised {
-                    let cleared = match &v.clear {
-                        Some(c) => c.is_valid(row) && c.value(row),
-                        None => !holds,
-                    };
-                    if !cleared {
-                        continue;
+                let raised = self.state.alerts.get(&(rule.name.clone(), sensor.to_owned()));
+                let state = match raised {
+                    None if holds => AlertState::Raised,
+                    None => continue,
+                    // Raised by an eager rule in a later window: an earlier one cannot clear it.
+                    Some(r) if ends[row] < r.window_end => continue,
+                    Some(_) => {
+                        let cleared = match &v.clear {
+                            Some(c) => c.is_valid(row) && c.value(row),
+                            None => !holds,
+                        };
+                        if !cleared {
+                            continue;
+                        }
+                        AlertState::Resolved
                     }
-                    AlertState::Resolved
-                } else {
-                    continue;
                 };
-                let (start, end) = (starts[row], ends[row]);
-                let value = v.value.as_ref().filter(|a| a.is_valid(row)).map(|a| a.value(row));
-                let mut message = rule.message.render(&|name| match name {
-                    "kind" => kind.clone(),
-                    "value" => value.map(number).unwrap_or_else(|| "n/a".into()),
-                    _ => cell(batch, name, row),
-                });
-                if state == AlertState::Resolved {
-                    message.insert_str(0, "Resolved: ");
-                }
-                match state {
-                    AlertState::Raised => {
-                        self.state.alerts.insert(
-                            key,
-                            Raised {
-                                window_start: start,
-                                window_end: end,
-                            },
-                        );
-                    }
-                    AlertState::Resolved => {
-                        self.state.alerts.remove(&key);
-                    }
-                }
-                self.pending_alerts.push(Alert {
-                    alert_id: alert_id(&rule.name, sensor, state, end),
-                    rule: rule.name.clone(),
-                    severity: rule.severity,
-                    state,
-                    sensor_id: sensor.to_owned(),
-                    kind: kind.clone(),
-                    window_start: start,
-                    window_end: end,
-                    observed_value: value,
-                    condition: rule.condition_sql.clone(),
-                    message,
-                    emitted_at: now_ms,
-                    source: Some((self.topic.clone(), self.partition)),
-                });
+                let window = Window {
+                    sensor,
+                    start: starts[row],
+                    end: ends[row],
+                };
+                self.emit(rule, &v, batch, row, window, state, now_ms);
             }
         }
+    }
+
+    /// An eager rule's condition holds of the window (`spec`, `start`) of `sensor` so far:
+    /// raises its alert now, unless it is raised already. The alert is the one the window's
+    /// close would raise, with the values the window has at this reading.
+    fn raise_early(&mut self, rule: usize, sensor: &str, spec: u8, start: i64, now_ms: i64) {
+        let rules = self.rules.clone();
+        let rule = &rules.window_rules[rule];
+        if self.state.alerts.contains_key(&(rule.name.clone(), sensor.to_owned())) {
+            return;
+        }
+        let Some(st) = self.state.sensors.get(sensor) else {
+            return;
+        };
+        let Some(k) = st.heads.iter().position(|h| h.spec == spec && h.start == start) else {
+            return;
+        };
+        let layout = &rules.layout;
+        let (measures, nlabels) = (layout.measures.len(), layout.labels.len());
+        let mut open = Closed::default();
+        open.push(
+            sensor,
+            &st.heads[k],
+            &st.stats[k * measures..(k + 1) * measures],
+            &st.labels[k * nlabels..(k + 1) * nlabels],
+        );
+        let spec = &self.specs[spec as usize];
+        let batch = rules.finish(open.batch(layout, spec, &self.topic, self.partition));
+        let v = match rule.evaluate(&batch) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(rule = %rule.name, error = %e, "eager rule failed on an open window; left to its close");
+                return;
+            }
+        };
+        // The SQL has the last word, as it will at the close.
+        if !(v.condition.is_valid(0) && v.condition.value(0)) {
+            return;
+        }
+        let window = Window {
+            sensor,
+            start,
+            end: start + spec.size_ms,
+        };
+        self.emit(rule, &v, &batch, 0, window, AlertState::Raised, now_ms);
+    }
+
+    /// Records the alert state change of `rule` for row `row` of `batch` and queues its alert.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        rule: &WindowRule,
+        v: &Verdicts,
+        batch: &RecordBatch,
+        row: usize,
+        window: Window<'_>,
+        state: AlertState,
+        now_ms: i64,
+    ) {
+        let kind = &self.rules.layout.kind.kind;
+        let Window { sensor, start, end } = window;
+        let value = v.value.as_ref().filter(|a| a.is_valid(row)).map(|a| a.value(row));
+        let mut message = rule.message.render(&|name| match name {
+            "kind" => kind.clone(),
+            "value" => value.map(number).unwrap_or_else(|| "n/a".into()),
+            _ => cell(batch, name, row),
+        });
+        let key = (rule.name.clone(), sensor.to_owned());
+        match state {
+            AlertState::Raised => {
+                self.state.alerts.insert(
+                    key,
+                    Raised {
+                        window_start: start,
+                        window_end: end,
+                    },
+                );
+            }
+            AlertState::Resolved => {
+                message.insert_str(0, "Resolved: ");
+                self.state.alerts.remove(&key);
+            }
+        }
+        self.pending_alerts.push(Alert {
+            alert_id: alert_id(&rule.name, sensor, state, end),
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            state,
+            sensor_id: sensor.to_owned(),
+            kind: kind.clone(),
+            window_start: start,
+            window_end: end,
+            observed_value: value,
+            condition: rule.condition_sql.clone(),
+            message,
+            emitted_at: now_ms,
+            source: Some((self.topic.clone(), self.partition)),
+        });
     }
 
     /// Watermark up to which windows are closed.

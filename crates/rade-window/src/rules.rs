@@ -13,6 +13,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use rade_schema::Catalog;
 use serde::{Deserialize, Serialize};
 
+use crate::eager::Monotone;
 use crate::layout::KindLayout;
 use crate::spec::WindowSpec;
 use crate::template::Template;
@@ -62,6 +63,10 @@ struct RuleDef {
     condition: Option<String>,
     clear: Option<String>,
     value: Option<String>,
+    /// Raise as soon as a reading makes the condition hold of its window so far (the condition
+    /// must stay true once true: see `eager.rs`), not when the window closes.
+    #[serde(default)]
+    eager: bool,
     #[serde(default, with = "humantime_serde")]
     no_signal: Option<Duration>,
     /// Raise after this many heartbeats of the kind's schedule (`catalog.toml`) without a record.
@@ -101,6 +106,8 @@ pub struct WindowRule {
     clear: Option<Arc<dyn PhysicalExpr>>,
     value: Option<Arc<dyn PhysicalExpr>>,
     pub(crate) message: Template,
+    /// For an eager rule, its condition over the statistics of an open window.
+    pub(crate) eager: Option<Monotone>,
 }
 
 /// A rule that raises when a sensor has sent nothing for `after`.
@@ -127,6 +134,8 @@ pub struct KindRules {
     pub schema: SchemaRef,
     pub window_rules: Vec<WindowRule>,
     pub silence_rules: Vec<SilenceRule>,
+    /// Positions in `window_rules` of the eager rules.
+    pub(crate) eager: Vec<usize>,
 }
 
 impl KindRules {
@@ -166,6 +175,12 @@ impl KindRules {
 }
 
 impl WindowRule {
+    /// Whether the rule raises at the reading that makes its condition hold, before its
+    /// window closes (`eager = true`).
+    pub fn is_eager(&self) -> bool {
+        self.eager.is_some()
+    }
+
     pub(crate) fn evaluate(&self, batch: &RecordBatch) -> Result<Verdicts> {
         let boolean = |expr: &Arc<dyn PhysicalExpr>| -> Result<BooleanArray> {
             Ok(eval(expr, batch, &self.name)?.as_boolean().clone())
@@ -258,6 +273,25 @@ fn compile(
     Ok(physical)
 }
 
+/// The eager form of a condition: it must only grow true as a window's readings arrive.
+fn eager_condition(
+    ctx: &SessionContext,
+    schema: &Schema,
+    layout: &KindLayout,
+    sql: &str,
+) -> std::result::Result<Monotone, String> {
+    let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| first_line(&e.to_string()))?;
+    let measures: Vec<&str> = layout
+        .measures
+        .iter()
+        .map(|&i| layout.kind.fields[i].name.as_str())
+        .collect();
+    Monotone::parse(&expr, &measures)
+}
+
 #[derive(Clone, Copy)]
 enum Want {
     Boolean,
@@ -333,6 +367,7 @@ impl RuleSet {
                     derived: Vec::new(),
                     window_rules: Vec::new(),
                     silence_rules: Vec::new(),
+                    eager: Vec::new(),
                 },
             );
         }
@@ -419,10 +454,14 @@ impl RuleSet {
                             }
                             (None, _, None) => unreachable!("a silence rule has no_signal or missed_heartbeats"),
                         };
-                        if def.condition.is_some() || def.window.is_some() || def.clear.is_some() || def.value.is_some()
+                        if def.condition.is_some()
+                            || def.window.is_some()
+                            || def.clear.is_some()
+                            || def.value.is_some()
+                            || def.eager
                         {
                             return Err(err(
-                                "a no_signal rule has no window, condition, clear or value: it raises when a sensor sends nothing for that long".into(),
+                                "a no_signal rule has no window, condition, clear, value or eager: it raises when a sensor sends nothing for that long".into(),
                             ));
                         }
                         let after_ms = after.as_millis() as i64;
@@ -476,6 +515,14 @@ impl RuleSet {
                         n == "kind" || n == "value" || schema.field_with_name(n).is_ok()
                     })
                     .map_err(|m| at("message", m))?;
+                    let eager = def
+                        .eager
+                        .then(|| eager_condition(&ctx, &schema, &rules.layout, &condition_sql))
+                        .transpose()
+                        .map_err(|m| at("condition", m))?;
+                    if eager.is_some() {
+                        rules.eager.push(rules.window_rules.len());
+                    }
                     rules.window_rules.push(WindowRule {
                         name: def.name.clone(),
                         severity: def.severity,
@@ -485,6 +532,7 @@ impl RuleSet {
                         clear,
                         value,
                         message,
+                        eager,
                     });
                 }
                 let _ = &def.description;

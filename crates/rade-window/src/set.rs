@@ -679,4 +679,91 @@ mod tests {
             "{late_readings} late, {idle_calls} idle"
         );
     }
+
+    /// The shipped windows and rules over water_level's partition 0.
+    fn gauges() -> (WindowSet, Decoder) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let catalog = Arc::new(Catalog::load(&root.join("schemas")).expect("schemas"));
+        let config = WindowConfig::default();
+        let specs: Arc<[WindowSpec]> = config.specs().expect("specs").into();
+        let rules = Arc::new(RuleSet::load(&root.join("rules"), &catalog, &specs).expect("shipped rules"));
+        let mut set = WindowSet::new(specs, rules, &config);
+        set.assign("tpm.raw.water_level".into(), 0, "water_level", None, 0)
+            .expect("assigned");
+        let kind = catalog.kind("water_level").expect("water_level").clone();
+        (set, Decoder::new(catalog, kind, DecodeLimits::default()))
+    }
+
+    #[test]
+    fn an_eager_rule_raises_at_the_crossing_reading_and_its_window_close_does_not_raise_again() {
+        let (mut set, decoder) = gauges();
+        let key: PartitionKey = ("tpm.raw.water_level".into(), 0);
+        // What a reading of gauge g1 let out: flood alerts as "<state> <rule> <window end -
+        // T0 in s> <value>", closed 1-minute windows as "closed <rows>".
+        let fold = |set: &mut WindowSet, t: i64, height: f64| -> Vec<String> {
+            let json = format!(
+                r#"{{"sensor_id":"g1","observed_at":{t},"latitude":43.1,"longitude":5.9,"height":{height},"flow":null}}"#
+            );
+            let row = decoder.decode(Some(json.as_bytes()), t).expect("valid");
+            assert_eq!(set.fold(&key, &row, t), Folded::OnTime);
+            let mut out = Vec::new();
+            for (_, closed, alerts) in set.take_output() {
+                for a in alerts.iter().filter(|a| a.rule.starts_with("flood")) {
+                    let end = (a.window_end - T0) / 1000;
+                    out.push(format!("{} {} {end} {:?}", a.state.as_str(), a.rule, a.observed_value));
+                }
+                for c in closed.iter().filter(|c| c.window == "1m") {
+                    out.push(format!("closed {}", c.batch.num_rows()));
+                }
+            }
+            out
+        };
+        assert!(fold(&mut set, T0, 100.0).is_empty());
+        assert!(fold(&mut set, T0 + 20_000, 200.0).is_empty());
+        // 260 cm crosses flood_warning's 250 while the minute [T0, T0 + 1 min) is open (the
+        // watermark is 40 s less one minute of lateness): raised now, with the window so far.
+        assert_eq!(
+            fold(&mut set, T0 + 40_000, 260.0),
+            ["RAISED flood_warning 60 Some(260.0)"]
+        );
+        assert_eq!(set.watermark(), Some(T0 + 40_000 - LATENESS));
+        assert!(fold(&mut set, T0 + 50_000, 270.0).is_empty(), "raised once");
+        // The minute closes at T0 + 2 min: its row, and no second RAISED.
+        assert_eq!(fold(&mut set, T0 + 2 * MIN, 240.0), ["closed 1"]);
+        // Cleared below 230 by the close of a later minute, as without eagerness: the minute
+        // from T0 + 2 min holds 240 (kept), the one from T0 + 3 min 200 (cleared).
+        assert!(fold(&mut set, T0 + 3 * MIN + 10_000, 200.0).is_empty());
+        assert_eq!(
+            fold(&mut set, T0 + 5 * MIN, 200.0),
+            ["RESOLVED flood_warning 240 Some(200.0)", "closed 2"]
+        );
+    }
+
+    #[test]
+    fn an_eager_condition_that_could_turn_false_stops_the_rules_from_loading() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let catalog = Catalog::load(&root.join("schemas")).expect("schemas");
+        let specs = WindowConfig::default().specs().expect("specs");
+        for (rule, expected) in [
+            (
+                "name = \"mean_flood\"\nkinds = [\"water_level\"]\nwindow = \"1m\"\ncondition = \"height_mean >= 250\"",
+                "rule `mean_flood`: condition (kind water_level): eager: `height_mean >= Int64(250)` can turn false",
+            ),
+            (
+                "name = \"quiet\"\nno_signal = \"5m\"",
+                "rule `quiet`: a no_signal rule has no window, condition, clear, value or eager",
+            ),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(
+                dir.path().join("eager.toml"),
+                format!("[[rule]]\n{rule}\neager = true\nseverity = \"warning\"\nmessage = \"m\"\n"),
+            )
+            .expect("write");
+            let err = RuleSet::load(dir.path(), &catalog, &specs)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("eager.toml") && err.contains(expected), "{err}");
+        }
+    }
 }

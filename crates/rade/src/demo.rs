@@ -360,6 +360,8 @@ struct Crossing {
     rule: String,
     threshold: f64,
     at_ms: Option<i64>,
+    /// Whether the rule is eager: raised at the crossing reading, not when its window closes.
+    eager: bool,
 }
 
 async fn crossings(lake: &Lake, catalog: &Catalog, rules: &rade_window::RuleSet) -> anyhow::Result<Vec<Crossing>> {
@@ -389,6 +391,7 @@ async fn crossings(lake: &Lake, catalog: &Catalog, rules: &rade_window::RuleSet)
             rule: rule.name.clone(),
             threshold,
             at_ms,
+            eager: rule.is_eager(),
         });
     }
     Ok(out)
@@ -413,14 +416,25 @@ fn print_timeline(
         Crossing(&'a Crossing),
         Alert(&'a rade_window::Alert, i64),
     }
+    // The crossing of a rule's threshold, when the alert is a RAISED of that rule.
+    let crossing_of = |a: &rade_window::Alert| {
+        crossings
+            .iter()
+            .find(|c| c.rule == a.rule && a.sensor_id == FLOOD_GAUGE)
+            .filter(|c| c.at_ms.is_some() && a.state == rade_window::AlertState::Raised)
+    };
+    // An alert is told when it was decided: at its crossing reading for an eager rule, at
+    // its window's end otherwise. The stable sort keeps a crossing before its alert.
     let mut lines: Vec<(i64, Line<'_>)> = crossings
         .iter()
         .filter_map(|c| c.at_ms.map(|at| (at, Line::Crossing(c))))
-        .chain(
-            alerts
-                .iter()
-                .map(|(a, on_topic)| (a.window_end, Line::Alert(a, *on_topic))),
-        )
+        .chain(alerts.iter().map(|(a, on_topic)| {
+            let decided = crossing_of(a)
+                .filter(|c| c.eager)
+                .and_then(|c| c.at_ms)
+                .unwrap_or(a.window_end);
+            (decided, Line::Alert(a, *on_topic))
+        }))
         .collect();
     lines.sort_by_key(|(t, _)| *t);
     for (t, line) in &lines {
@@ -432,13 +446,9 @@ fn print_timeline(
                 c.rule
             ),
             Line::Alert(a, on_topic) => {
-                let crossing = crossings
-                    .iter()
-                    .find(|c| c.rule == a.rule && a.sensor_id == FLOOD_GAUGE)
-                    .and_then(|c| c.at_ms)
-                    .filter(|_| a.state == rade_window::AlertState::Raised);
-                let delay = crossing
-                    .map(|at| {
+                let delay = crossing_of(a)
+                    .map(|c| {
+                        let at = c.at_ms.unwrap_or(a.window_end);
                         let wall = sent_at
                             .get(&at)
                             .map(|sent| {
@@ -448,12 +458,16 @@ fn print_timeline(
                                 )
                             })
                             .unwrap_or_default();
-                        format!(
-                            "  window closed {} after the crossing{wall}",
-                            humantime::format_duration(Duration::from_secs(
-                                ((a.window_end - at).max(0) as u64).div_ceil(1000)
-                            ))
-                        )
+                        if c.eager {
+                            format!("  raised at the crossing reading (eager rule){wall}")
+                        } else {
+                            format!(
+                                "  window closed {} after the crossing{wall}",
+                                humantime::format_duration(Duration::from_secs(
+                                    ((a.window_end - at).max(0) as u64).div_ceil(1000)
+                                ))
+                            )
+                        }
                     })
                     .unwrap_or_default();
                 println!(
