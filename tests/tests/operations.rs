@@ -67,7 +67,8 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_the_worker_and_sees_what_it_did() {
-    let setup = Setup::new(&["noise", "car_park"], 3).await;
+    // Water levels keep every configured window (the other kinds name theirs in the catalog).
+    let setup = Setup::new(&["noise", "water_level"], 3).await;
     let mut sim = setup.simulator(21);
     let now = now_ms();
     let mut records: Vec<_> = (0..1500)
@@ -77,14 +78,14 @@ async fn prometheus_scrapes_the_worker_and_sees_what_it_did() {
         records.push(sim.invalid(now, rade_sim::SIMULATED_REASONS[i % 7]));
     }
     let produced = produce(&setup.prefix, records).await;
-    // One-second windows and one rule that holds for every noise window, so that windows
-    // close and alerts are raised within the test.
+    // One-second windows and one rule that holds for every water-level window, so that
+    // windows close and alerts are raised within the test.
     let rules = setup.dir.path().join("rules");
     std::fs::create_dir(&rules).expect("rules dir");
     std::fs::write(
         rules.join("loud.toml"),
-        "[[rule]]\nname = \"any_noise\"\nkinds = [\"noise\"]\nwindow = \"1s\"\nseverity = \"info\"\n\
-         condition = \"LAeq_max > 0\"\nmessage = \"{sensor_id}: {LAeq_max} dB\"\n",
+        "[[rule]]\nname = \"any_level\"\nkinds = [\"water_level\"]\nwindow = \"1s\"\nseverity = \"info\"\n\
+         condition = \"records > 0\"\nmessage = \"{sensor_id}: {height_max} cm\"\n",
     )
     .expect("rule written");
     let config = setup.config(&format!(
@@ -166,7 +167,7 @@ async fn prometheus_scrapes_the_worker_and_sees_what_it_did() {
         async move {
             let on_topic = read_topic(&topic).len();
             let raised = p
-                .value("sum(rade_alerts_total{rule=\"any_noise\", state=\"RAISED\"})")
+                .value("sum(rade_alerts_total{rule=\"any_level\", state=\"RAISED\"})")
                 .await;
             on_topic > 0 && raised == Some(on_topic as f64)
         }

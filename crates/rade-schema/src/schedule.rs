@@ -11,7 +11,9 @@
 //! ```
 //!
 //! The simulator's devices follow their schedule, and the `missed_heartbeats` of a no-signal
-//! rule is counted in the kind's [`Schedule::heartbeat`].
+//! rule is counted in the kind's [`Schedule::heartbeat`]. A schedule may also say which of the
+//! configured windows the kind keeps (`windows = ["15m", "1h"]`): a parking bay that reports
+//! on change needs no 1-minute window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// How the devices of one kind report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// Reports on each change of state (with a heartbeat) rather than periodically.
     pub on_change: bool,
@@ -27,6 +29,9 @@ pub struct Schedule {
     pub every: Duration,
     /// The faster period during an event (flood, pollution episode), when the kind has one.
     pub in_event: Option<Duration>,
+    /// The windows the kind keeps, as labels (`15m`, `1h_every_15m`); `None`: every
+    /// configured window. The window crate reads the labels.
+    pub windows: Option<Vec<String>>,
 }
 
 impl Schedule {
@@ -44,6 +49,7 @@ pub(crate) struct ScheduleDef {
     on_change: bool,
     heartbeat: Option<String>,
     in_event: Option<String>,
+    windows: Option<Vec<String>>,
 }
 
 /// Checks the `[schedule.<kind>]` tables against the sensor kinds; every problem names its key.
@@ -116,6 +122,7 @@ pub(crate) fn parse_schedules(
                 on_change: def.on_change,
                 every,
                 in_event,
+                windows: def.windows,
             },
         );
     }

@@ -18,6 +18,7 @@ const DEFAULT_SCHEDULE: Schedule = Schedule {
     on_change: false,
     every: Duration::from_secs(300),
     in_event: None,
+    windows: None,
 };
 
 /// A parking bay stays occupied for this long on average.
@@ -73,7 +74,7 @@ impl Traffic {
         let mut devices = Vec::with_capacity(sim.fleet().sensors.len());
         let mut due = BinaryHeap::with_capacity(sim.fleet().sensors.len());
         for (i, s) in sim.fleet().sensors.iter().enumerate() {
-            let schedule = catalog.schedule(&s.kind).copied().unwrap_or(DEFAULT_SCHEDULE);
+            let schedule = catalog.schedule(&s.kind).cloned().unwrap_or(DEFAULT_SCHEDULE);
             let stateful = schedule.on_change && matches!(s.kind.as_str(), "parking_bay" | "public_lighting");
             let every = schedule.every.as_millis() as i64;
             let mut d = Device {

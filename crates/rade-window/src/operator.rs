@@ -284,6 +284,9 @@ impl PartitionWindows {
         // Windows in which an eager rule's condition now holds: (rule, window shape, start).
         let mut decided: SmallVec<[(usize, u8, i64); 2]> = SmallVec::new();
         for (s, spec) in self.specs.iter().enumerate() {
+            if !self.rules.keeps(s) {
+                continue;
+            }
             for start in spec.starts(t) {
                 let end = start + spec.size_ms;
                 if end <= closed_at {
@@ -671,7 +674,7 @@ mod tests {
         let catalog =
             Arc::new(Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")).expect("schemas"));
         let specs: Arc<[WindowSpec]> = WindowConfig::default().specs().expect("specs").into();
-        let rules = RuleSet::empty(&catalog).expect("rules");
+        let rules = RuleSet::empty(&catalog, &specs).expect("rules");
         let day = 86_400_000;
         let mut w = PartitionWindows::new("t".into(), 0, "noise", specs, &rules, 0)
             .expect("windows")
@@ -726,7 +729,7 @@ mod tests {
             0,
             "noise",
             specs.clone(),
-            &RuleSet::empty(&v1).expect("rules"),
+            &RuleSet::empty(&v1, &specs).expect("rules"),
             0,
         )
         .expect("windows");
@@ -734,8 +737,8 @@ mod tests {
         before.observe(&d.decode(Some(json.as_bytes()), t0).expect("valid"), 0);
         let saved = before.snapshot(1).expect("snapshot");
 
-        let mut after = PartitionWindows::new("t".into(), 0, "noise", specs, &RuleSet::empty(&v2).expect("rules"), 0)
-            .expect("windows");
+        let rules = RuleSet::empty(&v2, &specs).expect("rules");
+        let mut after = PartitionWindows::new("t".into(), 0, "noise", specs, &rules, 0).expect("windows");
         assert_eq!(after.restore(&saved).expect("restored across the new version"), 1);
         assert_eq!(after.open_windows(), before.open_windows());
         let (d, json) = reading(&v2, t0 + 1000, r#","battery_pct":80"#);

@@ -136,6 +136,17 @@ pub struct KindRules {
     pub silence_rules: Vec<SilenceRule>,
     /// Positions in `window_rules` of the eager rules.
     pub(crate) eager: Vec<usize>,
+    /// The configured windows the kind keeps (bit `s` for `specs[s]`): those its schedule in
+    /// the catalog names, or all of them.
+    pub(crate) kept: u32,
+}
+
+impl KindRules {
+    /// Whether the kind keeps the window shape `specs[spec]`.
+    #[inline]
+    pub fn keeps(&self, spec: usize) -> bool {
+        self.kept & (1 << spec) != 0
+    }
 }
 
 impl KindRules {
@@ -273,6 +284,42 @@ fn compile(
     Ok(physical)
 }
 
+/// The configured windows `kind` keeps: the shapes its schedule's `windows` names (a named
+/// shape that is not configured is not kept), or every one.
+fn kept_windows(kind: &str, catalog: &Catalog, specs: &[WindowSpec]) -> Result<u32> {
+    let all = (0..specs.len()).fold(0u32, |m, s| m | (1 << s));
+    let Some(labels) = catalog.schedule(kind).and_then(|s| s.windows.as_ref()) else {
+        return Ok(all);
+    };
+    let mut kept = 0u32;
+    for label in labels {
+        let shape = WindowSpec::parse(label).map_err(|e| Error::Window {
+            label: label.clone(),
+            message: format!(
+                "in the `windows` of [schedule.{kind}] in the catalog: {}",
+                match e {
+                    Error::Window { message, .. } => message,
+                    other => other.to_string(),
+                }
+            ),
+        })?;
+        for (s, spec) in specs.iter().enumerate() {
+            if (spec.size_ms, spec.slide_ms) == (shape.size_ms, shape.slide_ms) {
+                kept |= 1 << s;
+            }
+        }
+    }
+    if kept == 0 && !labels.is_empty() {
+        tracing::warn!(
+            kind,
+            named = %labels.join(", "),
+            configured = %specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "),
+            "the kind keeps none of the configured windows"
+        );
+    }
+    Ok(kept)
+}
+
 /// The eager form of a condition: it must only grow true as a window's readings arrive.
 fn eager_condition(
     ctx: &SessionContext,
@@ -317,8 +364,8 @@ fn first_line(s: &str) -> String {
 
 impl RuleSet {
     /// No rules, no derived columns: windows are aggregated and written, nothing alerts.
-    pub fn empty(catalog: &Catalog) -> Result<Self> {
-        Self::build(catalog, &[], Vec::new())
+    pub fn empty(catalog: &Catalog, specs: &[WindowSpec]) -> Result<Self> {
+        Self::build(catalog, specs, Vec::new())
     }
 
     /// The shipped `rules/`, compiled into the binary (the folder's `*.toml`, sorted by name).
@@ -359,9 +406,11 @@ impl RuleSet {
         let mut kinds: BTreeMap<String, KindRules> = BTreeMap::new();
         for k in catalog.kinds() {
             let layout = Arc::new(KindLayout::new(k.clone())?);
+            let kept = kept_windows(&k.kind, catalog, specs)?;
             kinds.insert(
                 k.kind.clone(),
                 KindRules {
+                    kept,
                     schema: layout.schema.clone(),
                     layout,
                     derived: Vec::new(),
@@ -495,6 +544,11 @@ impl RuleSet {
                             specs.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
                         ))
                     })?;
+                    if !rules.keeps(spec) {
+                        return Err(err(format!(
+                            "kind `{kind}` keeps no `{window}` window (the `windows` of [schedule.{kind}] in the catalog)"
+                        )));
+                    }
                     let condition_sql = def
                         .condition
                         .clone()
@@ -584,6 +638,7 @@ fn catalog_kinds(catalog: &Catalog) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::PartitionWindows;
     use crate::spec::WindowConfig;
 
     #[test]
@@ -630,5 +685,98 @@ mod tests {
         };
         assert_eq!(names(&embedded), names(&shipped));
         assert!(embedded.files().iter().all(|f| f.starts_with(EMBEDDED_RULES_DIR)));
+    }
+
+    /// The shipped schemas in a folder of their own, with `edit` applied to catalog.toml.
+    fn schemas_with(edit: impl Fn(String) -> String) -> (tempfile::TempDir, Catalog) {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for entry in std::fs::read_dir(&shipped).expect("schemas") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let text = if path.ends_with("catalog.toml") {
+                edit(text)
+            } else {
+                text
+            };
+            std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+        }
+        let catalog = Catalog::load(dir.path()).expect("catalog");
+        (dir, catalog)
+    }
+
+    #[test]
+    fn each_kind_keeps_the_windows_its_schedule_names() {
+        let catalog = Catalog::embedded().expect("the embedded schemas load");
+        let specs = WindowConfig::default().specs().expect("default windows");
+        let rules = RuleSet::embedded(&catalog, &specs).expect("the embedded rules load");
+        let kept = |kind: &str| -> Vec<&str> {
+            let k = rules.kind(kind).expect("kind");
+            specs
+                .iter()
+                .enumerate()
+                .filter(|(s, _)| k.keeps(*s))
+                .map(|(_, spec)| spec.label.as_str())
+                .collect()
+        };
+        assert_eq!(kept("water_level"), ["1m", "15m", "1h", "1h_every_15m"], "no list: all");
+        assert_eq!(kept("parking_bay"), ["1h"]);
+        assert_eq!(kept("air_quality"), ["1h", "1h_every_15m"]);
+        assert!(kept("waste_bin").is_empty());
+        // A shape named but not configured is not kept; the others still are.
+        let hourly = WindowConfig {
+            windows: vec!["60m".into(), "5m".into()],
+            ..WindowConfig::default()
+        }
+        .specs()
+        .expect("specs");
+        let (_dir, catalog) = schemas_with(|t| t.replace("windows = [\"15m\", \"1h\"]", "windows = [\"1h\", \"2h\"]"));
+        let rules = RuleSet::empty(&catalog, &hourly).expect("rules");
+        let noise = rules.kind("noise").expect("noise");
+        assert!(
+            noise.keeps(0) && !noise.keeps(1),
+            "60m is the shape of 1h; 5m is not listed"
+        );
+        // A parking bay reading opens its hour only.
+        let mut windows = PartitionWindows::new(
+            "t".into(),
+            0,
+            "parking_bay",
+            specs.clone().into(),
+            &RuleSet::empty(&catalog, &specs).expect("rules"),
+            0,
+        )
+        .expect("windows");
+        let kind = catalog.kind("parking_bay").expect("kind").clone();
+        let decoder = rade_schema::Decoder::new(Arc::new(catalog.clone()), kind, rade_schema::DecodeLimits::default());
+        let json =
+            r#"{"sensor_id":"pb-1","observed_at":1779998400000,"latitude":43.1,"longitude":5.9,"status":"occupied"}"#;
+        windows.observe(&decoder.decode(Some(json.as_bytes()), 1_779_998_400_000).expect("valid"), 0);
+        assert_eq!(windows.open_windows(), 1);
+    }
+
+    #[test]
+    fn a_rule_on_a_window_its_kind_does_not_keep_and_a_bad_window_label_stop_loading() {
+        let specs = WindowConfig::default().specs().expect("default windows");
+        let (_dir, catalog) = schemas_with(|t| t);
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("bays.toml"),
+            "[[rule]]\nname = \"bay_churn\"\nkinds = [\"parking_bay\"]\nwindow = \"1m\"\nseverity = \"info\"\n\
+             condition = \"records > 10\"\nmessage = \"m\"\n",
+        )
+        .expect("write");
+        let err = RuleSet::load(dir.path(), &catalog, &specs)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("bays.toml")
+                && err.contains("rule `bay_churn`")
+                && err.contains("kind `parking_bay` keeps no `1m` window"),
+            "{err}"
+        );
+        let (_dir, catalog) = schemas_with(|t| t.replace("windows = [\"1h\"]", "windows = [\"1hour\", \"fortnight\"]"));
+        let err = RuleSet::empty(&catalog, &specs).expect_err("refused").to_string();
+        assert!(err.contains("[schedule.") && err.contains("`fortnight`"), "{err}");
     }
 }

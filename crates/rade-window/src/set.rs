@@ -413,7 +413,7 @@ mod tests {
     }
 
     fn key(p: i32) -> PartitionKey {
-        ("tpm.raw.noise".into(), p)
+        ("tpm.raw.water_level".into(), p)
     }
 
     fn fixture() -> Fixture {
@@ -426,8 +426,8 @@ mod tests {
             ..WindowConfig::default()
         };
         let specs: Arc<[WindowSpec]> = config.specs().expect("specs").into();
-        let rules = Arc::new(RuleSet::empty(&catalog).expect("rules"));
-        let kind = catalog.kind("noise").expect("noise").clone();
+        let rules = Arc::new(RuleSet::empty(&catalog, &specs).expect("rules"));
+        let kind = catalog.kind("water_level").expect("water_level").clone();
         Fixture {
             set: WindowSet::new(specs, rules, &config),
             decoder: Decoder::new(catalog, kind, DecodeLimits::default()),
@@ -437,12 +437,16 @@ mod tests {
     impl Fixture {
         fn assign(&mut self, p: i32, now: i64) {
             let k = key(p);
-            assert_eq!(self.set.assign(k.0, k.1, "noise", None, now).expect("assigned"), None);
+            assert_eq!(
+                self.set.assign(k.0, k.1, "water_level", None, now).expect("assigned"),
+                None
+            );
         }
 
         /// Folds a reading of sensor `s` at event time `t`, at processing time `now`.
         fn fold(&mut self, p: i32, s: &str, t: i64, now: i64) -> Folded {
-            let json = format!(r#"{{"sensor_id":"{s}","observed_at":{t},"latitude":43.1,"longitude":5.9,"LAeq":50}}"#);
+            let json =
+                format!(r#"{{"sensor_id":"{s}","observed_at":{t},"latitude":43.1,"longitude":5.9,"height":50}}"#);
             let row = self.decoder.decode(Some(json.as_bytes()), t).expect("valid");
             self.set.fold(&key(p), &row, now)
         }
@@ -565,7 +569,7 @@ mod tests {
         let k = key(0);
         assert_eq!(
             g.set
-                .assign(k.0.clone(), 0, "noise", Some(&saved), 5)
+                .assign(k.0.clone(), 0, "water_level", Some(&saved), 5)
                 .expect("restored"),
             Some(42)
         );
@@ -577,7 +581,7 @@ mod tests {
         let closed_at = f.set.closed_at(&k).expect("assigned");
         assert_eq!(g.fold(0, "s0", T0 + 30_000, 5), Folded::Late { closed_at });
         // A snapshot of another kind is refused, and nothing is assigned.
-        let other = g.set.assign("tpm.raw.x".into(), 3, "water_level", Some(&saved), 5);
+        let other = g.set.assign("tpm.raw.x".into(), 3, "noise", Some(&saved), 5);
         assert!(matches!(other, Err(Error::Snapshot(_))), "{other:?}");
         assert_eq!(g.set.partitions(), 1);
         assert_eq!(

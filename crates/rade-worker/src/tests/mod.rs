@@ -335,19 +335,20 @@ fn a_commit_refused_for_now_leaves_the_flush_durable_and_a_fatal_one_stops_the_w
 fn a_late_reading_is_reported_by_the_windows_and_acknowledged_before_the_flush_is_durable() {
     let rig = Rig::build(true);
     const MIN: i64 = 60_000;
-    // Readings every 10 s for 8 minutes, then one from the first minute, whose 1-minute window
-    // has closed by then (the watermark is the newest reading less one minute of lateness).
-    let start = EPOCH_MS - 10 * MIN;
-    let mut times: Vec<i64> = (0..48).map(|i| start + i * 10_000).collect();
+    // Readings every 10 s for 20 minutes from 20:01:40, then one from the first minute, whose
+    // 15-minute window (noise keeps 15 minutes and the hour) has closed by then: the watermark
+    // is the newest reading less one minute of lateness.
+    let start = EPOCH_MS - 25 * MIN;
+    let mut times: Vec<i64> = (0..120).map(|i| start + i * 10_000).collect();
     times.push(start + 5_000);
     rig.set_end(times.len() as i64);
     let stop = AtomicBool::new(false);
     let summary = rig
         .run(&source(&rig, rig.readings_at(&times, 55.0), None), &stop)
         .expect("the run succeeds");
-    assert_eq!((summary.consumed, summary.valid, summary.late), (49, 49, 1));
+    assert_eq!((summary.consumed, summary.valid, summary.late), (121, 121, 1));
     assert!(summary.windows_closed > 0, "windows closed at the end of input");
-    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&49));
+    assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&121));
     let log = events(&rig.log);
     let dlq_sends = log
         .iter()
@@ -363,7 +364,7 @@ fn a_late_reading_is_reported_by_the_windows_and_acknowledged_before_the_flush_i
     let state = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/_state/")));
     let commit = position_of(
         &log,
-        |e| matches!(e, Event::Commit(c) if c.contains(&(TOPIC.to_owned(), 0, 49))),
+        |e| matches!(e, Event::Commit(c) if c.contains(&(TOPIC.to_owned(), 0, 121))),
     );
     assert!(
         acked < raw && raw < aggregates && aggregates < state && state < commit,
