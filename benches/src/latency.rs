@@ -3,14 +3,17 @@
 //! shipped rules plus one probe rule decided when its window closes. Prints, from the alerts
 //! read back off the alert topic:
 //!
-//! - after the watermark: the time from the watermark passing a 1-minute window's end (the
-//!   wall clock reaching window end + allowed lateness, since event time is the wall clock)
-//!   to the probe rule's alert on the topic;
+//! - after the watermark: the time from the watermark passing a window's end (the wall clock
+//!   reaching window end + allowed lateness, since event time is the wall clock) to the probe
+//!   rule's alert on the topic. The probe rule watches 5-second windows (added to the shipped
+//!   windows for this run) so that a window closes every 5 s: `close-<i>` gauges take turns
+//!   being high (300 cm) for one 5-second slot each;
 //! - after the crossing: the time from sending the reading that crosses 250 cm to the eager
-//!   `flood_warning` alert on the topic.
+//!   `flood_warning` alert on the topic. `flood-<i>` gauges are high one minute in four, at
+//!   staggered minutes.
 //!
-//! Probe gauges are high (300 cm) one minute in four, at staggered minutes, and calm
-//! (100 cm) otherwise; the other gauges stay calm.
+//! The other gauges stay calm (100 cm). `RADE_KEEP=1` keeps the worker's folder (config, log,
+//! lake) under the temp directory.
 //!
 //! cargo run --release -p rade-benches --bin latency -- --rate 200 --seconds 180
 
@@ -43,24 +46,27 @@ struct Cli {
     seconds: u64,
     #[arg(long, default_value_t = 3)]
     partitions: i32,
-    /// Probe gauges among the others.
-    #[arg(long, default_value_t = 16)]
-    probes: u32,
+    /// Gauges raising the eager flood rule, among the others.
+    #[arg(long, default_value_t = 64)]
+    flood_probes: u32,
 }
 
 const MIN: i64 = 60_000;
 const LATENESS_MS: i64 = 60_000;
+/// The probe rule's window, and the gauges taking turns to be high in it.
+const SLOT_MS: i64 = 5_000;
+const CLOSE_PROBES: u32 = 12;
 const WARM_UP_S: u64 = 20;
 
-/// The probe rule: decided when the minute closes (not eager), raised by a high minute and
-/// resolved by the calm one after it.
+/// The probe rule: decided when its 5-second window closes (not eager), raised by a high slot
+/// and resolved by the calm one after it.
 const PROBE_RULE: &str = r#"
 [[rule]]
 name = "probe_close"
 kinds = ["water_level"]
-window = "1m"
+window = "5s"
 severity = "info"
-condition = "starts_with(sensor_id, 'probe-') AND height_max >= 250"
+condition = "starts_with(sensor_id, 'close-') AND height_max >= 250"
 clear = "height_max < 230"
 message = "{sensor_id}"
 "#;
@@ -135,7 +141,7 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
         format!(
             "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{id}\"\nraw_topic_prefix = \"{prefix}\"\nkinds = [\"water_level\"]\ndlq_topic = \"{dlq}\"\n\
              [lake]\nurl = \"{}\"\n[schemas]\ndir = \"{}\"\n[telemetry]\nlisten = \"\"\n\
-             [windows]\nrules_dir = \"{}\"\nalerts_topic = \"{alerts}\"\nalert_format = \"json\"\nallowed_lateness = \"{}ms\"\n",
+             [windows]\nwindows = [\"1m\", \"15m\", \"1h\", \"1h_every_15m\", \"5s\"]\nrules_dir = \"{}\"\nalerts_topic = \"{alerts}\"\nalert_format = \"json\"\nallowed_lateness = \"{}ms\"\n",
             cli.bootstrap,
             dir.join("lake").display(),
             repo.join("schemas").display(),
@@ -181,16 +187,24 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
         .set("bootstrap.servers", &cli.bootstrap)
         .set("linger.ms", "1")
         .create()?;
+    let flood = cli.flood_probes;
     let gauges: Vec<String> = (0..rate)
-        .map(|i| {
-            if i < cli.probes {
-                format!("probe-{i}")
-            } else {
-                format!("g-{i}")
-            }
+        .map(|i| match i {
+            i if i < flood => format!("flood-{i}"),
+            i if i < flood + CLOSE_PROBES => format!("close-{}", i - flood),
+            i => format!("g-{i}"),
         })
         .collect();
-    // Per probe, the wall clock at which its first high reading of each high minute was sent.
+    // Whether gauge `i` reads high at `now`.
+    let high = |i: u32, now: i64| {
+        if i < flood {
+            now.div_euclid(MIN).rem_euclid(4) == i64::from(i % 4)
+        } else if i < flood + CLOSE_PROBES {
+            now.div_euclid(SLOT_MS).rem_euclid(i64::from(CLOSE_PROBES)) == i64::from(i - flood)
+        } else {
+            false
+        }
+    };
     let mut crossings: HashMap<(String, i64), i64> = HashMap::new();
     let started = Instant::now();
     // The worker joins its group in a few seconds: windows that start later are measured.
@@ -205,7 +219,7 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
             let now = chrono_now_ms();
             let minute = now.div_euclid(MIN);
             let sensor = &gauges[i];
-            let high = (i as u32) < cli.probes && minute.rem_euclid(4) == i64::from(i as u32 % 4);
+            let high = high(i as u32, now);
             let height = if high { 300.0 } else { 100.0 };
             let value = format!(
                 r#"{{"sensor_id":"{sensor}","observed_at":{now},"latitude":43.1,"longitude":5.9,"height":{height},"flow":null}}"#
@@ -219,7 +233,7 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
                     Err((e, _)) => bail!("producing: {e}"),
                 }
             }
-            if high {
+            if high && (i as u32) < flood {
                 crossings.entry((sensor.clone(), minute)).or_insert(now);
             }
             sent += 1;
@@ -228,6 +242,11 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
         std::thread::sleep(Duration::from_millis(2));
     }
     producer.flush(Duration::from_secs(10))?;
+    eprintln!(
+        "sent {sent} readings in {:.1} s: {:.0} readings/s",
+        started.elapsed().as_secs_f64(),
+        sent as f64 / started.elapsed().as_secs_f64()
+    );
     // Alerts of windows closed while readings flowed are on the topic within seconds; the
     // windows still open when the readings stop are not measured.
     std::thread::sleep(Duration::from_secs(3));
@@ -249,12 +268,9 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
         ) else {
             continue;
         };
-        if end - MIN < warm_until {
-            continue;
-        }
         match (rule, a["state"].as_str()) {
-            ("probe_close", _) => close.push(at - (end + LATENESS_MS)),
-            ("flood_warning", Some("RAISED")) => {
+            ("probe_close", _) if end - SLOT_MS >= warm_until => close.push(at - (end + LATENESS_MS)),
+            ("flood_warning", Some("RAISED")) if end - MIN >= warm_until => {
                 if let Some(sent_at) = crossings.get(&(sensor.to_owned(), (end - MIN).div_euclid(MIN))) {
                     eager.push(at - sent_at);
                 }
