@@ -211,7 +211,10 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
     let play = Duration::from_secs(WARM_UP_S + cli.seconds);
     let warm_until = chrono_now_ms() + WARM_UP_S as i64 * 1000;
     let mut sent = 0u64;
-    eprintln!("{rate} readings/s for {} s ({WARM_UP_S} s of warm-up first)...", play.as_secs());
+    eprintln!(
+        "{rate} readings/s for {} s ({WARM_UP_S} s of warm-up first)...",
+        play.as_secs()
+    );
     while started.elapsed() < play {
         let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
         while sent < due {
@@ -261,11 +264,9 @@ fn run(cli: &Cli, rate: u32) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
     eprintln!("alerts read: {by_rule:?}");
     let (mut close, mut eager) = (Vec::new(), Vec::new());
     for (at, a) in seen.iter() {
-        let (Some(rule), Some(sensor), Some(end)) = (
-            a["rule"].as_str(),
-            a["sensor_id"].as_str(),
-            a["window_end"].as_i64(),
-        ) else {
+        let (Some(rule), Some(sensor), Some(end)) =
+            (a["rule"].as_str(), a["sensor_id"].as_str(), a["window_end"].as_i64())
+        else {
             continue;
         };
         match (rule, a["state"].as_str()) {

@@ -132,6 +132,15 @@ fn the_shipped_rules_load_and_check_lists_them() {
     ] {
         assert!(text.contains(rule), "{rule} missing from: {text}");
     }
+    // What each kind keeps of the configured windows, and which rules decide early.
+    for line in [
+        "windows per kind: water_level all, rainfall 15m 1h, air_quality 1h 1h_every_15m,",
+        "parking_bay 1h,",
+        "waste_bin none",
+        "eager rules (raised at the crossing reading): flood_alarm, flood_warning",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from: {text}");
+    }
 }
 
 #[test]

@@ -751,7 +751,10 @@ mod tests {
         let decoder = rade_schema::Decoder::new(Arc::new(catalog.clone()), kind, rade_schema::DecodeLimits::default());
         let json =
             r#"{"sensor_id":"pb-1","observed_at":1779998400000,"latitude":43.1,"longitude":5.9,"status":"occupied"}"#;
-        windows.observe(&decoder.decode(Some(json.as_bytes()), 1_779_998_400_000).expect("valid"), 0);
+        windows.observe(
+            &decoder.decode(Some(json.as_bytes()), 1_779_998_400_000).expect("valid"),
+            0,
+        );
         assert_eq!(windows.open_windows(), 1);
     }
 

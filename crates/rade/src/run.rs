@@ -128,6 +128,38 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 humantime::format_duration(w.config.allowed_lateness),
                 humantime::format_duration(w.config.idle_timeout)
             );
+            // What each kind keeps of those windows (`windows` of its catalog schedule).
+            let per_kind: Vec<String> = config
+                .catalog
+                .kinds()
+                .iter()
+                .filter_map(|k| {
+                    let rules = w.rules.kind(&k.kind)?;
+                    let kept: Vec<&str> = w
+                        .specs
+                        .iter()
+                        .enumerate()
+                        .filter(|(s, _)| rules.keeps(*s))
+                        .map(|(_, spec)| spec.label.as_str())
+                        .collect();
+                    let kept = match kept.len() {
+                        0 => "none".to_owned(),
+                        n if n == w.specs.len() => "all".to_owned(),
+                        _ => kept.join(" "),
+                    };
+                    Some(format!("{} {kept}", k.kind))
+                })
+                .collect();
+            println!("  windows per kind: {}", per_kind.join(", "));
+            let mut eager: Vec<&str> = config
+                .catalog
+                .kinds()
+                .iter()
+                .filter_map(|k| w.rules.kind(&k.kind))
+                .flat_map(|r| r.window_rules.iter().filter(|r| r.is_eager()).map(|r| r.name.as_str()))
+                .collect();
+            eager.sort_unstable();
+            eager.dedup();
             println!(
                 "  rules: {} from {} file(s) in {}: {}",
                 w.rules.rule_names().len(),
@@ -139,6 +171,9 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| rade_window::EMBEDDED_RULES_DIR.into()),
                 w.rules.rule_names().join(", ")
             );
+            if !eager.is_empty() {
+                println!("  eager rules (raised at the crossing reading): {}", eager.join(", "));
+            }
             println!("  alerts: {} ({:?})", w.config.alerts_topic, w.config.alert_format);
         }
         None => println!("  windows: off"),
