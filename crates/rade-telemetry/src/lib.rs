@@ -56,6 +56,7 @@ pub struct Metrics {
     windows_closed: IntCounterVec,
     alerts: IntCounterVec,
     late: IntCounterVec,
+    split_readings: IntCounterVec,
     health: Arc<Health>,
 }
 
@@ -140,6 +141,11 @@ impl Metrics {
                 "Valid records behind the watermark: kept in the raw lake, reported in the DLQ, left out of closed windows.",
                 &["kind"],
             ),
+            split_readings: counter_vec(
+                "sensor_split_readings_total",
+                "Readings of a sensor this worker also saw on another raw partition of its kind: its windows are split across partitions (producers not keyed by sensor id, or a raw topic given more partitions).",
+                &["kind"],
+            ),
             consumed: counter_vec("records_consumed_total", "Records read from raw topics.", &["kind"]),
             valid: counter_vec("records_valid_total", "Records that passed validation.", &["kind"]),
             rejected: counter_vec(
@@ -184,6 +190,11 @@ impl Metrics {
     /// Records an alert state change; `rule` comes from the rule files, a small fixed set.
     pub fn alert(&self, rule: &str, state: &'static str) {
         self.alerts.with_label_values(&[rule, state]).inc();
+    }
+
+    /// Records readings of sensors seen on more than one raw partition of their kind.
+    pub fn split_readings(&self, kind: &str, n: u64) {
+        self.split_readings.with_label_values(&[kind]).inc_by(n);
     }
 
     /// Records late records of one kind.

@@ -86,6 +86,9 @@ struct SensorState {
     stats: Vec<Stat>,
     /// Last (event time, symbol) of each enum field of `heads[k]`, at `k * labels`.
     labels: Vec<Option<(i64, u32)>>,
+    /// Whether the worker saw the sensor on another raw partition of its kind too.
+    #[serde(default)]
+    split: bool,
 }
 
 impl SensorState {
@@ -203,6 +206,10 @@ pub struct PartitionWindows {
     silence_step_ms: i64,
     /// Sensors silent this long, with no open window, are forgotten (with their alerts).
     forget_ms: i64,
+    /// Whether the last reading observed was its sensor's first here.
+    new_sensor: bool,
+    /// Readings of sensors seen on another partition too, since the last take.
+    split_readings: u64,
 }
 
 impl std::fmt::Debug for PartitionWindows {
@@ -245,6 +252,8 @@ impl PartitionWindows {
             pending_alerts: Vec::new(),
             silence_step_ms,
             forget_ms: i64::MAX,
+            new_sensor: false,
+            split_readings: 0,
         })
     }
 
@@ -266,18 +275,19 @@ impl PartitionWindows {
         // One probe for a known sensor; a second only the first time a sensor is seen.
         let st = match self.state.sensors.get_mut(sensor.as_ref()) {
             Some(st) => st,
-            None => self
-                .state
-                .sensors
-                .entry(sensor.to_string())
-                .or_insert_with(|| SensorState {
+            None => self.state.sensors.entry(sensor.to_string()).or_insert_with(|| {
+                self.new_sensor = true;
+                SensorState {
                     last_seen: i64::MIN,
                     silent: false,
                     heads: SmallVec::new(),
                     stats: Vec::new(),
                     labels: Vec::new(),
-                }),
+                    split: false,
+                }
+            }),
         };
+        self.split_readings += u64::from(st.split);
         let previous = st.last_seen;
         st.last_seen = st.last_seen.max(t);
         let mut late = false;
@@ -353,6 +363,41 @@ impl PartitionWindows {
         } else {
             Observed::Counted
         }
+    }
+
+    /// The sensor id of a reading of the partition's kind.
+    pub(crate) fn sensor_of<'r>(&self, row: &'r Row<'_>) -> Option<&'r str> {
+        match row.values.get(self.rules.layout.sensor) {
+            Some(Value::Str(s)) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Whether the last reading observed was its sensor's first on this partition; resets.
+    pub(crate) fn take_new_sensor(&mut self) -> bool {
+        std::mem::take(&mut self.new_sensor)
+    }
+
+    /// Marks `sensor` as seen on another partition too, when this partition knows it.
+    pub(crate) fn mark_split(&mut self, sensor: &str) -> bool {
+        match self.state.sensors.get_mut(sensor) {
+            Some(st) => {
+                st.split = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts readings of split sensors (see [`PartitionWindows::take_split_readings`]).
+    pub(crate) fn count_split(&mut self, n: u64) {
+        self.split_readings += n;
+    }
+
+    /// Readings, since the last call, of sensors the worker also saw on another partition
+    /// of their kind.
+    pub fn take_split_readings(&mut self) -> u64 {
+        std::mem::take(&mut self.split_readings)
     }
 
     /// Forgets sensors that sent nothing for `ms` of event time (none by default).

@@ -194,6 +194,7 @@ impl WindowSet {
         slot.windows.close(self.closed_through, now_ms);
         let (before, _) = slot.windows.progress();
         let observed = slot.windows.observe(row, now_ms);
+        let new_sensor = slot.windows.take_new_sensor();
         // A new window may end before the others.
         self.next_due = self.next_due.min(slot.windows.next_due());
         if slot.windows.has_alerts() && !slot.listed {
@@ -218,10 +219,43 @@ impl WindowSet {
             self.recompute(now_ms);
         }
         self.close_due(now_ms);
+        if new_sensor {
+            self.note_new_sensor(key, row);
+        }
         match observed {
             Observed::Counted => Folded::OnTime,
             Observed::Late { closed_at } => Folded::Late { closed_at },
         }
+    }
+
+    /// A sensor's first reading on partition `key`: when another partition of its kind knows
+    /// the sensor, its windows are split across partitions (its producer does not key by
+    /// sensor id, or the topic's partitions grew); both mark it, and its readings are counted
+    /// from now on.
+    fn note_new_sensor(&mut self, key: &PartitionKey, row: &Row<'_>) {
+        let Some(slot) = self.parts.get(key) else {
+            return;
+        };
+        let Some(sensor) = slot.windows.sensor_of(row) else {
+            return;
+        };
+        let kind = slot.windows.kind().to_owned();
+        let mut elsewhere = false;
+        for (other_key, other) in self.parts.iter_mut() {
+            if other_key != key && other.windows.kind() == kind {
+                elsewhere |= other.windows.mark_split(sensor);
+            }
+        }
+        if elsewhere && let Some(slot) = self.parts.get_mut(key) {
+            slot.windows.mark_split(sensor);
+            slot.windows.count_split(1);
+        }
+    }
+
+    /// Readings of partition `key`, since the last call, of sensors also seen on another
+    /// partition of their kind (windows split across partitions).
+    pub fn take_split_readings(&mut self, key: &PartitionKey) -> u64 {
+        self.parts.get_mut(key).map_or(0, |s| s.windows.take_split_readings())
     }
 
     /// Input is idle: partitions idle for `idle_timeout` by `now_ms` stop counting, and what
@@ -769,5 +803,24 @@ mod tests {
                 .to_string();
             assert!(err.contains("eager.toml") && err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn readings_of_a_sensor_seen_on_two_partitions_are_counted() {
+        let mut f = fixture();
+        f.assign(0, 0);
+        f.assign(1, 0);
+        f.fold(0, "s1", T0, 0);
+        f.fold(0, "s2", T0 + 1_000, 0);
+        assert_eq!(f.set.take_split_readings(&key(0)), 0, "one partition each so far");
+        // s1 shows up on partition 1 too (an unkeyed producer): this reading and every later
+        // one of s1, on either partition, is counted; s2 stays on partition 0.
+        f.fold(1, "s1", T0 + 2_000, 0);
+        f.fold(0, "s1", T0 + 3_000, 0);
+        f.fold(0, "s2", T0 + 4_000, 0);
+        f.fold(1, "s1", T0 + 5_000, 0);
+        assert_eq!(f.set.take_split_readings(&key(1)), 2);
+        assert_eq!(f.set.take_split_readings(&key(0)), 1);
+        assert_eq!(f.set.take_split_readings(&key(0)), 0, "taken");
     }
 }

@@ -294,6 +294,10 @@ impl Runner {
                 }
             }
         }
+        let split = self.set.take_split_readings(key);
+        if split > 0 {
+            self.out.metrics.split_readings(&part.decoder.kind().kind, split);
+        }
     }
 
     /// Takes what closed: metrics, the aggregates topic, alerts published and kept for the

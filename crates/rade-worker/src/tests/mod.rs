@@ -450,3 +450,42 @@ fn windows_close_on_time_while_messages_trickle_in() {
         events(&rig.log)
     );
 }
+
+#[test]
+fn readings_of_one_sensor_on_two_partitions_are_counted_for_the_operator() {
+    let rig = Rig::build(true);
+    lock(&rig.pipeline)
+        .assign(&rig.group, &[(TOPIC.to_owned(), 1)])
+        .expect("assign");
+    // Sensor n-1 on partitions 0 and 1, as an unkeyed producer sends it: four readings each.
+    let times: Vec<i64> = (0..4).map(|i| EPOCH_MS - 60_000 + i * 1000).collect();
+    {
+        let mut p = lock(&rig.pipeline);
+        for (offset, value) in rig.readings_at(&times, 55.0) {
+            p.handle(&Record {
+                topic: TOPIC,
+                partition: 1,
+                offset,
+                key: None,
+                value: Some(&value),
+            });
+        }
+    }
+    rig.set_end(4);
+    rig.group.ends.lock().expect("ends").insert((TOPIC.to_owned(), 1), 4);
+    let stop = AtomicBool::new(false);
+    let summary = rig
+        .run(&source(&rig, rig.readings_at(&times, 55.0), None), &stop)
+        .expect("the run succeeds");
+    assert_eq!(summary.valid, 8);
+    // Whichever partition the windows saw first, the other's four readings are split.
+    let text = lock(&rig.pipeline).metrics.render();
+    assert!(
+        text.contains("rade_sensor_split_readings_total{kind=\"noise\"} 4"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("split"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
