@@ -6,6 +6,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
@@ -246,16 +247,22 @@ fn session() -> SessionContext {
     )
 }
 
+/// A rule's SQL expression as DataFusion parses it against `schema`.
+fn parse(ctx: &SessionContext, schema: &Schema, sql: &str) -> std::result::Result<(DFSchema, Expr), String> {
+    let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| first_line(&e.to_string()))?;
+    Ok((df_schema, expr))
+}
+
 fn compile(
     ctx: &SessionContext,
     schema: &Schema,
     sql: &str,
     want: Want,
 ) -> std::result::Result<Arc<dyn PhysicalExpr>, String> {
-    let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
-    let expr = ctx
-        .parse_sql_expr(sql, &df_schema)
-        .map_err(|e| first_line(&e.to_string()))?;
+    let (df_schema, expr) = parse(ctx, schema, sql)?;
     // Simplification rewrites functions such as arrow_cast into plain casts.
     let simplify = SimplifyContext::builder()
         .with_schema(Arc::new(df_schema.clone()))
@@ -327,10 +334,7 @@ fn eager_condition(
     layout: &KindLayout,
     sql: &str,
 ) -> std::result::Result<Monotone, String> {
-    let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| e.to_string())?;
-    let expr = ctx
-        .parse_sql_expr(sql, &df_schema)
-        .map_err(|e| first_line(&e.to_string()))?;
+    let (_, expr) = parse(ctx, schema, sql)?;
     let measures: Vec<&str> = layout
         .measures
         .iter()

@@ -375,7 +375,8 @@ fn poll(source: &dyn Source, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, st
             continue;
         }
         since_check = 0;
-        last_check = clock.now();
+        let now = clock.now();
+        last_check = now;
         let mut p = lock(pipeline);
         if let Some(e) = p.fatal.take() {
             p.failed = true;
@@ -385,7 +386,6 @@ fn poll(source: &dyn Source, pipeline: &Mutex<Pipeline>, stop_when: StopWhen, st
             p.failed = true;
             return Err(e);
         }
-        let now = clock.now();
         if stop_when == StopWhen::CaughtUp
             && idle
             && now.saturating_duration_since(last_caught_up_check) > Duration::from_millis(100)
