@@ -317,16 +317,78 @@ pub fn wkb_point(wkb: &[u8]) -> Option<(f64, f64)> {
     Some((x, y))
 }
 
-/// Reads every row of the raw lake under `lake`, with the kind from the Hive path. A row with
-/// a position must carry it as its `geometry` point too (x = longitude, y = latitude).
+/// The data files a Delta table names at its newest version, read from its log by hand (the
+/// `add` and `remove` actions of every `_delta_log/<version>.json`, in order), so that the
+/// lake is checked against the Delta protocol itself rather than through delta-rs. Empty when
+/// the directory is not a table.
+pub fn delta_files(table: &Path) -> Vec<PathBuf> {
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    commits.retain(|p| {
+        p.extension().is_some_and(|x| x == "json")
+            && p.file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+    });
+    commits.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for commit in commits {
+        let text = std::fs::read_to_string(&commit).expect("a commit of the log");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let action: J = serde_json::from_str(line).expect("a JSON action per line");
+            let path = |a: &J| {
+                let p = a["path"].as_str().expect("a path").to_owned();
+                // Paths are URIs (RFC 2396): percent-decode them.
+                let mut out = Vec::new();
+                let b = p.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    if b[i] == b'%' && i + 2 < b.len() {
+                        let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+                        out.push(u8::from_str_radix(hex, 16).expect("hex"));
+                        i += 3;
+                    } else {
+                        out.push(b[i]);
+                        i += 1;
+                    }
+                }
+                String::from_utf8(out).expect("utf-8 path")
+            };
+            if let Some(add) = action.get("add") {
+                live.insert(path(add));
+            } else if let Some(remove) = action.get("remove") {
+                live.remove(&path(remove));
+            }
+        }
+    }
+    live.into_iter().map(|p| table.join(p)).collect()
+}
+
+/// The raw tables of a lake: (kind, table directory).
+pub fn raw_tables(lake: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(lake.join("raw"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("_delta_log").is_dir())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Reads every row of the raw tables under `lake` (the files their logs name), with the kind
+/// from the table's directory. A row with a position must carry it as its `geometry` point too
+/// (x = longitude, y = latitude).
 pub fn read_lake(lake: &Path) -> Vec<LakeRow> {
     let mut rows = Vec::new();
-    for path in parquet_files(&lake.join("raw")) {
-        let kind = path
-            .components()
-            .filter_map(|c| c.as_os_str().to_str()?.strip_prefix("kind=").map(str::to_owned))
-            .next()
-            .expect("kind= in the path");
+    let files: Vec<(String, PathBuf)> = raw_tables(lake)
+        .into_iter()
+        .flat_map(|(kind, dir)| delta_files(&dir).into_iter().map(move |f| (kind.clone(), f)))
+        .collect();
+    for (kind, path) in files {
         let file = std::fs::File::open(&path).expect("open parquet");
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .expect("parquet")

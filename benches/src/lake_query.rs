@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             let mut first_run = None;
             for _ in 0..cli.runs.max(1) {
                 let started = Instant::now();
-                let ctx = runtime.block_on(query_session(&lake, &catalog))?;
+                let ctx = runtime.block_on(query_session(&lake, &catalog, &rade_lake::AsOf::Latest))?;
                 session_s = session_s.min(started.elapsed().as_secs_f64());
                 let started = Instant::now();
                 let run = runtime
@@ -286,7 +286,6 @@ fn generate(cli: &Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> 
                     partition: partition as i32,
                     start: offsets[partition],
                     end: offsets[partition] + n as i64 - 1,
-                    merged: false,
                 };
                 offsets[partition] += n as i64;
                 if tx.blocking_send((file, batch)).is_err() {
@@ -296,7 +295,7 @@ fn generate(cli: &Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         }
     });
     let files = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-    let written: Vec<Written> = runtime.block_on(
+    let written: Vec<(Written, rade_lake::TableFile)> = runtime.block_on(
         files
             .map(|(file, batch)| {
                 let lake = lake.clone();
@@ -308,20 +307,23 @@ fn generate(cli: &Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> 
     producer
         .join()
         .map_err(|_| anyhow::anyhow!("the generating thread panicked"))?;
-    let bytes: u64 = written
-        .iter()
-        .map(|w| match w {
-            Written::Created { bytes } => *bytes,
-            Written::AlreadyThere => 0,
-        })
-        .sum();
+    let bytes: u64 = written.iter().map(|(Written::Created { bytes }, _)| *bytes).sum();
+    let files_written = written.len();
+    // The files become the tables' in one commit per table, as a worker's flushes would.
+    let mut by_table: std::collections::BTreeMap<rade_lake::TableId, Vec<rade_lake::TableFile>> = Default::default();
+    for (_, f) in written {
+        by_table.entry(f.table.clone()).or_default().push(f);
+    }
+    for (table, files) in by_table {
+        runtime.block_on(lake.commit(&table, &files, &[], &[], &Default::default()))?;
+    }
     let marker = cli.lake.join(MARKER);
     std::fs::create_dir_all(marker.parent().expect("the marker is in a directory"))?;
     std::fs::write(&marker, b"")?;
     eprintln!(
         "generated in {:.1} s: {} files, {:.1} MiB of Parquet",
         started.elapsed().as_secs_f64(),
-        written.len(),
+        files_written,
         bytes as f64 / 1048576.0
     );
     Ok(())

@@ -19,11 +19,12 @@ mkdir -p "${RADE_STATE:-.local}"
 # An S3-compatible server (moto, from PyPI, in the venv check.sh made) for the s3:// lake.
 VENV="${RADE_CACHE:-$HOME/.cache/rade}/venv"
 [[ -x "$VENV/bin/moto_server" ]] || "$VENV/bin/pip" install -q 'moto[server]'
-# The readers of the interoperability and GIS tests: pyarrow, DuckDB and Polars; DuckDB's
-# spatial extension from PyPI (duckdb-ext-spatial ships the extension file, no download at
-# LOAD; it requires exactly duckdb 1.4.4) and GeoPandas.
-"$VENV/bin/python" -c "import pyarrow, polars, geopandas, duckdb, importlib.metadata as m; assert duckdb.__version__ == '1.4.4' and m.version('duckdb-ext-spatial') == '1.4.4.20260205'" 2>/dev/null \
-  || "$VENV/bin/pip" install -q pyarrow polars 'duckdb==1.4.4' 'duckdb-ext-spatial==1.4.4.20260205' 'geopandas==1.2.0'
+# The readers of the interoperability and GIS tests: pyarrow, deltalake (delta-rs's Python
+# package: DeltaTable, and what Polars' scan_delta needs), DuckDB and Polars; DuckDB's spatial
+# and delta extensions from PyPI (duckdb-ext-spatial and duckdb-ext-delta ship the extension
+# files, no download at LOAD; they require exactly duckdb 1.4.4) and GeoPandas.
+"$VENV/bin/python" -c "import pyarrow, polars, geopandas, duckdb, deltalake, importlib.metadata as m; assert duckdb.__version__ == '1.4.4' and deltalake.__version__ == '1.6.6' and m.version('duckdb-ext-spatial') == m.version('duckdb-ext-delta') == '1.4.4.20260205'" 2>/dev/null \
+  || "$VENV/bin/pip" install -q pyarrow polars 'deltalake==1.6.6' 'duckdb==1.4.4' 'duckdb-ext-spatial==1.4.4.20260205' 'duckdb-ext-delta==1.4.4.20260205' 'geopandas==1.2.0'
 # fastavro and the Apache `avro` package: the fingerprints rade-schema's tests compare with.
 "$VENV/bin/python" -c "import fastavro, avro" 2>/dev/null || "$VENV/bin/pip" install -q fastavro avro
 # Also runs deploy/local/s3fault.py (standard library only), the proxy through which the S3

@@ -21,7 +21,7 @@ con.execute("SET enable_progress_bar = false")
 con.execute("LOAD spatial")
 out = {}
 for kind in kinds:
-    files = sorted(glob.glob(f"{lake}/raw/kind={kind}/*/*/*.parquet"))
+    files = sorted(glob.glob(f"{lake}/raw/{kind}/*/*/*.parquet"))
     typ, rows, equal, points = con.execute(
         f"""SELECT any_value(typeof(geometry)), count(*),
                    count(*) FILTER (WHERE ST_X(geometry) = longitude AND ST_Y(geometry) = latitude),

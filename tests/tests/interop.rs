@@ -1,5 +1,6 @@
-//! The lake read by the data scientists' tools: pyarrow (a Hive-partitioned dataset), DuckDB
-//! and Polars find the same rows and values as `rade query`.
+//! The lake read by the data scientists' tools through Delta table readers: pyarrow (the
+//! `deltalake` package's dataset), delta-rs's own SQL, DuckDB (`delta_scan`) and Polars
+//! (`scan_delta`) find the same rows and values as `rade query`.
 
 use std::process::Command;
 
@@ -8,14 +9,16 @@ use rade_sim::FormatChoice;
 
 /// The same figures from each Python engine, as JSON: {engine: {figure: value}}.
 const SCRIPT: &str = r#"
-import json, sys
-import duckdb, polars as pl, pyarrow.compute as pc, pyarrow.dataset as ds
+import importlib.util, json, os, sys
+import duckdb, polars as pl, pyarrow as pa, pyarrow.compute as pc
+from deltalake import DeltaTable, QueryBuilder
 
 lake = sys.argv[1]
 out = {}
+table = lambda kind: f"{lake}/raw/{kind}"
 
 def raw(kind):
-    return ds.dataset(f"{lake}/raw/kind={kind}", format="parquet", partitioning="hive").to_table()
+    return DeltaTable(table(kind)).to_pyarrow_dataset().to_table()
 
 wl, nz, pb = raw("water_level"), raw("noise"), raw("parking_bay")
 occupied = pb.filter(pc.equal(pb["status"], "occupied"))
@@ -31,31 +34,53 @@ out["pyarrow"] = {
     "occupied_by_hour": hours,
 }
 
-con = duckdb.connect()
+# delta-rs's own SQL engine (DataFusion, inside the deltalake package).
+def dl(sql, **tables):
+    qb = QueryBuilder()
+    for name, kind in tables.items():
+        qb = qb.register(name, DeltaTable(table(kind)))
+    return pa.table(qb.execute(sql).read_all()).to_pylist()
+w = dl("SELECT count(*) AS n, count(DISTINCT sensor_id) AS s, sum(height) AS h FROM wl", wl="water_level")[0]
+out["deltalake"] = {
+    "wl_rows": w["n"],
+    "wl_sensors": w["s"],
+    "wl_sum_height": w["h"],
+    "nz_max_laeq": dl('SELECT max("LAeq") AS m FROM nz', nz="noise")[0]["m"],
+    "occupied_by_hour": {
+        f"{r['date']}/{int(r['hour']):02d}": r["n"]
+        for r in dl(
+            "SELECT date, hour, count(*) AS n FROM pb WHERE status = 'occupied' GROUP BY date, hour", pb="parking_bay"
+        )
+    },
+}
+
+# The delta extension from PyPI (duckdb-ext-delta): no download at LOAD.
+ext = os.path.join(list(importlib.util.find_spec("duckdb_ext").submodule_search_locations)[0], "extensions")
+con = duckdb.connect(config={"extension_directory": ext, "autoinstall_known_extensions": False})
 # No progress bar: past 2 s on a loaded machine DuckDB draws it on stdout, ahead of the JSON.
 con.execute("SET enable_progress_bar = false")
+con.execute("LOAD delta")
 def q(sql):
     return con.execute(sql).fetchall()
-glob = lambda kind: f"read_parquet('{lake}/raw/kind={kind}/*/*/*.parquet', hive_partitioning = true)"
-n, sensors, total = q(f"SELECT count(*), count(DISTINCT sensor_id), sum(height) FROM {glob('water_level')}")[0]
+scan = lambda kind: f"delta_scan('{table(kind)}')"
+n, sensors, total = q(f"SELECT count(*), count(DISTINCT sensor_id), sum(height) FROM {scan('water_level')}")[0]
 out["duckdb"] = {
     "wl_rows": n,
     "wl_sensors": sensors,
     "wl_sum_height": total,
-    "nz_max_laeq": q(f"SELECT max(LAeq) FROM {glob('noise')}")[0][0],
+    "nz_max_laeq": q(f"SELECT max(LAeq) FROM {scan('noise')}")[0][0],
     "occupied_by_hour": {
         f"{d}/{int(h):02d}": c
-        for d, h, c in q(f"SELECT date, hour, count(*) FROM {glob('parking_bay')} WHERE status = 'occupied' GROUP BY 1, 2")
+        for d, h, c in q(f"SELECT date, hour, count(*) FROM {scan('parking_bay')} WHERE status = 'occupied' GROUP BY 1, 2")
     },
     "lineage_duplicates": q(
-        f"SELECT count(*) - count(DISTINCT (_topic, _partition, _offset)) FROM {glob('water_level')}"
+        f"SELECT count(*) - count(DISTINCT (_topic, _partition, _offset)) FROM {scan('water_level')}"
     )[0][0],
-    "aggregate_rows": q(
-        f"SELECT count(*) FROM read_parquet('{lake}/aggregates/*/*/*/*.parquet', hive_partitioning = true, union_by_name = true)"
-    )[0][0],
+    "aggregate_rows": q(f"SELECT count(*) FROM delta_scan('{lake}/aggregates')")[0][0],
 }
 
-scan = lambda kind: pl.scan_parquet(f"{lake}/raw/kind={kind}/**/*.parquet", hive_partitioning=True)
+# Polars' own scan of the table (its Parquet reader, not pyarrow's).
+scan = lambda kind: pl.scan_delta(table(kind))
 w = scan("water_level").select(pl.len(), pl.col("sensor_id").n_unique(), pl.col("height").sum()).collect().row(0)
 occ = (
     scan("parking_bay").filter(pl.col("status") == "occupied").group_by("date", "hour").agg(pl.len()).collect()
@@ -117,10 +142,10 @@ async fn pyarrow_duckdb_and_polars_read_what_rade_query_reads() {
         .args(["-c", SCRIPT])
         .arg(&lake)
         .output()
-        .expect("the Python of the test venv runs (make test installs pyarrow, duckdb, polars)");
+        .expect("the test venv's Python runs (make test installs deltalake, duckdb-ext-delta, polars)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let engines: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON figures");
-    for engine in ["pyarrow", "duckdb", "polars"] {
+    for engine in ["pyarrow", "deltalake", "duckdb", "polars"] {
         let e = &engines[engine];
         assert_eq!(e["wl_rows"].as_i64(), Some(wl_rows), "{engine}: rows");
         assert_eq!(e["wl_sensors"].as_i64(), Some(wl_sensors), "{engine}: sensors");

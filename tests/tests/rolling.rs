@@ -12,7 +12,7 @@ const HOUR: i64 = 3_600_000;
 /// The raw files of one event hour (`hour` in ms since the epoch).
 fn files_of_hour(lake: &Path, hour: i64) -> Vec<PathBuf> {
     let t = chrono::DateTime::from_timestamp_millis(hour).expect("a time");
-    let dir = lake.join(format!("raw/kind=noise/{}", t.format("date=%Y-%m-%d/hour=%H")));
+    let dir = lake.join(format!("raw/noise/{}", t.format("date=%Y-%m-%d/hour=%H")));
     parquet_files(&dir)
 }
 

@@ -81,7 +81,7 @@ fn query(lake: &Path, schemas: &Path, sql: &str) -> Vec<Vec<String>> {
 fn files_of_hour(lake: &Path, hour_ms: i64) -> BTreeMap<PathBuf, bool> {
     let t = chrono::DateTime::from_timestamp_millis(hour_ms).expect("a time");
     let dir = lake.join(format!(
-        "raw/kind={KIND}/date={}/hour={}",
+        "raw/{KIND}/date={}/hour={}",
         t.format("%Y-%m-%d"),
         t.format("%H")
     ));
@@ -279,7 +279,7 @@ async fn an_optional_field_added_to_a_kind_reads_as_null_in_old_rows_without_a_f
     // pyarrow (a unified schema), DuckDB (union_by_name) and Polars (that schema) read the same.
     let out = Command::new(python())
         .args(["-c", SCRIPT])
-        .arg(lake.join(format!("raw/kind={KIND}")))
+        .arg(lake.join(format!("raw/{KIND}")))
         .output()
         .expect("the Python of the test venv runs (make test installs pyarrow, duckdb, polars)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -3,7 +3,7 @@
 /// Test hook: with `RADE_CRASH_AT=<point>` (or `<point>:<n>`, the n-th time), the process
 /// kills itself with SIGKILL when it reaches `point`, so that the crash tests hit exact
 /// moments: between two files of a flush, between its files and its window state, between
-/// the state and the commit, between a merged file and the deletion of its inputs.
+/// the state and the commit, between a raw table commit and the derived files.
 #[cfg(feature = "crash-points")]
 pub fn crash_point(point: &str) {
     use std::sync::OnceLock;

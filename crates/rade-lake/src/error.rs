@@ -17,6 +17,17 @@ pub enum Error {
     Query(String),
     #[error("{0}")]
     Busy(String),
+    #[error("table {table}: {message}")]
+    Table { table: String, message: String },
+    /// Another member committed this partition's position since this worker read it: the
+    /// partition has moved, and this worker's files of it must not become visible.
+    #[error("table {table}: fenced, {app_id} is at {found:?} where this worker expected {expected:?} (the partition has a new owner)")]
+    Fenced {
+        table: String,
+        app_id: String,
+        expected: Option<i64>,
+        found: Option<i64>,
+    },
     #[error("Parquet encoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -32,6 +43,8 @@ impl Error {
         match self {
             Error::Store { source, .. } => classify(source),
             Error::Busy(_) => Disposition::Transient,
+            // delta-rs has retried its requests and conflicting commits already.
+            Error::Table { .. } | Error::Fenced { .. } => Disposition::Fatal,
             Error::Open { .. } | Error::Parquet { .. } | Error::Query(_) | Error::Task(_) => Disposition::Fatal,
         }
     }

@@ -19,30 +19,24 @@ pub struct RawFile {
     pub partition: i32,
     pub start: i64,
     pub end: i64,
-    /// Written by compaction from the files of its range (name ends in `__m.parquet`): it
-    /// hides the unmerged files inside its range from readers until they are deleted.
-    pub merged: bool,
 }
 
 impl RawFile {
-    /// `raw/kind=<kind>/date=<YYYY-MM-DD>/hour=<HH>/<topic>__p<partition>__<start>-<end>.parquet`,
-    /// `…__<start>-<end>__m.parquet` for a merged file.
+    /// `raw/<kind>/date=<YYYY-MM-DD>/hour=<HH>/<topic>__p<partition>__<start>-<end>.parquet`.
     pub fn path(&self, root: &Path) -> Path {
         let t = DateTime::from_timestamp_millis(self.hour * MS_PER_HOUR).unwrap_or_default();
         let mut p = root.clone();
         for part in [
             "raw".to_owned(),
-            format!("kind={}", self.kind),
+            // The table's root: a plain name, not `kind=`, or readers that take every
+            // `key=value` directory of a path for a partition (Polars) fail on the table.
+            self.kind.clone(),
             format!("date={:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
             format!("hour={:02}", t.hour()),
             // Zero-padded offsets so that names sort in offset order.
             format!(
-                "{}__p{}__{:020}-{:020}{}.parquet",
-                self.topic,
-                self.partition,
-                self.start,
-                self.end,
-                if self.merged { "__m" } else { "" }
+                "{}__p{}__{:020}-{:020}.parquet",
+                self.topic, self.partition, self.start, self.end
             ),
         ] {
             p = p.join(part);
@@ -50,9 +44,30 @@ impl RawFile {
         p
     }
 
+    /// The table of the file, its path relative to the table, and its partition values.
+    pub fn table_path(&self) -> (crate::delta::TableId, String, Vec<(String, String)>) {
+        let full = self.path(&Path::default());
+        let rel: Vec<_> = full.parts().skip(2).map(|p| p.as_ref().to_owned()).collect();
+        let t = DateTime::from_timestamp_millis(self.hour * MS_PER_HOUR).unwrap_or_default();
+        (
+            crate::delta::TableId::Raw(self.kind.clone()),
+            rel.join("/"),
+            vec![
+                ("date".into(), format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day())),
+                ("hour".into(), format!("{:02}", t.hour())),
+            ],
+        )
+    }
+
+    /// Parses the path of a file relative to its table `raw_<kind>`.
+    pub fn parse_in_table(kind: &str, rel: &str) -> Option<RawFile> {
+        let full = format!("raw/{kind}/{rel}");
+        RawFile::parse(&Path::from(full.as_str()))
+    }
+
     /// The directory holding the raw files of a kind.
     pub fn kind_prefix(root: &Path, kind: &str) -> Path {
-        root.clone().join("raw").join(format!("kind={kind}"))
+        root.clone().join("raw").join(kind)
     }
 
     /// Parses a path written by [`RawFile::path`]; `None` for anything else (temp files, other tools).
@@ -62,16 +77,13 @@ impl RawFile {
         if n < 5 {
             return None;
         }
-        let kind = parts[n - 4].as_ref().strip_prefix("kind=")?.to_owned();
+        let kind = parts[n - 4].as_ref();
+        let kind = kind.strip_prefix("kind=").unwrap_or(kind).to_owned();
         let date = parts[n - 3].as_ref().strip_prefix("date=")?;
         let hour: u32 = parts[n - 2].as_ref().strip_prefix("hour=")?.parse().ok()?;
         let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
         let t = day.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis();
         let name = parts[n - 1].as_ref().strip_suffix(".parquet")?;
-        let (name, merged) = match name.strip_suffix("__m") {
-            Some(name) => (name, true),
-            None => (name, false),
-        };
         let mut it = name.rsplitn(3, "__");
         let (range, partition, topic) = (it.next()?, it.next()?, it.next()?);
         let partition = partition.strip_prefix('p')?.parse().ok()?;
@@ -83,7 +95,6 @@ impl RawFile {
             partition,
             start: start.parse().ok()?,
             end: end.parse().ok()?,
-            merged,
         })
     }
 }
@@ -141,6 +152,31 @@ impl DerivedFile {
 }
 
 impl DerivedFile {
+    /// The table of the file, its path relative to the table, and its partition values.
+    pub fn table_path(&self) -> (crate::delta::TableId, String, Vec<(String, String)>) {
+        let t = DateTime::from_timestamp_millis(self.day_ms).unwrap_or_default();
+        let date = format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day());
+        let full = self.path(&Path::default());
+        match &self.table {
+            DerivedTable::Aggregates { window, kind } => (
+                crate::delta::TableId::Aggregates,
+                full.parts().skip(1).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"),
+                vec![("window".into(), window.clone()), ("kind".into(), kind.clone()), ("date".into(), date)],
+            ),
+            DerivedTable::Alerts => (
+                crate::delta::TableId::Alerts,
+                full.parts().skip(1).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"),
+                vec![("date".into(), date)],
+            ),
+        }
+    }
+
+    /// Parses the path of a file relative to its table.
+    pub fn parse_in_table(table: &crate::delta::TableId, rel: &str) -> Option<DerivedFile> {
+        let full = format!("{}/{rel}", table.dir());
+        DerivedFile::parse(&Path::from(full.as_str()))
+    }
+
     /// Parses a path written by [`DerivedFile::path`]; `None` for anything else.
     pub fn parse(path: &Path) -> Option<DerivedFile> {
         let parts: Vec<_> = path.parts().collect();
@@ -232,12 +268,11 @@ mod tests {
             partition: 2,
             start: 17,
             end: 4711,
-            merged: false,
         };
         let p = f.path(&Path::from("lake"));
         assert_eq!(
             p.as_ref(),
-            "lake/raw/kind=water_level/date=2026-05-28/hour=20/tpm.raw.water_level__p2__00000000000000000017-00000000000000004711.parquet"
+            "lake/raw/water_level/date=2026-05-28/hour=20/tpm.raw.water_level__p2__00000000000000000017-00000000000000004711.parquet"
         );
         assert_eq!(RawFile::parse(&p), Some(f));
         assert_eq!(
@@ -255,12 +290,13 @@ mod tests {
             partition: 0,
             start: 0,
             end: 0,
-            merged: false,
         };
         assert_eq!(RawFile::parse(&f.path(&Path::default())), Some(f.clone()));
-        let m = RawFile { merged: true, ..f };
-        assert!(m.path(&Path::default()).as_ref().ends_with("__m.parquet"));
-        assert_eq!(RawFile::parse(&m.path(&Path::default())), Some(m));
+        let (table, rel, values) = f.table_path();
+        assert_eq!(table, crate::TableId::Raw("noise".into()));
+        assert_eq!(rel, "date=1970-01-01/hour=10/a__b__p0__00000000000000000000-00000000000000000000.parquet");
+        assert_eq!(values, vec![("date".into(), "1970-01-01".into()), ("hour".into(), "10".into())]);
+        assert_eq!(RawFile::parse_in_table("noise", &rel), Some(f));
     }
 
     #[test]

@@ -1,83 +1,68 @@
-use arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+use datafusion::prelude::SessionConfig;
 use rade_schema::Catalog;
 use url::Url;
 
+use crate::delta::{AsOf, TableId};
 use crate::location::LakeLocation;
 use crate::store::Lake;
 use crate::{Error, Result};
 
-/// A DataFusion session with one `raw_<kind>` table per kind of the catalog, over the lake,
-/// partitioned by the Hive columns `date` and `hour` so that filters on them prune files.
-/// Identifiers keep their case, so FIWARE names such as `LAeq` need no quotes. Raw files that
-/// a compaction has merged are hidden (see the protocol in `compact.rs`).
-pub async fn query_session(lake: &Lake, catalog: &Catalog) -> Result<SessionContext> {
+/// A DataFusion session with one `raw_<kind>` table per kind of the catalog, `aggregates` and
+/// `alerts`, each read through delta-rs from its Delta table at `as_of` (the files its log
+/// names: never a file a compaction replaced or a failed flush left). Filters on the partition
+/// columns (`date`, `hour`; `window`, `kind`) prune files, and the files' statistics too.
+/// Identifiers keep their case, so FIWARE names such as `LAeq` need no quotes.
+pub async fn query_session(lake: &Lake, catalog: &Catalog, as_of: &AsOf) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
     let base = lake.location().store_url();
     let (store, _) = lake.store();
-    // Raw files that compaction has merged are not listed while they wait to be deleted.
-    ctx.register_object_store(&base, crate::compact::visible_store(store.clone()));
-    for kind in catalog.kinds() {
-        // The raw files' schema (the position also as a GeoParquet point), without the
-        // partition columns, which come from the paths.
-        let schema = crate::geo::raw_file_schema(&kind.arrow);
-        let url = lake.table_url(&format!("raw/kind={}/", kind.kind))?;
-        let options = ParquetReadOptions::default()
-            .schema(&schema)
-            .table_partition_cols(vec![("date".into(), DataType::Utf8), ("hour".into(), DataType::Utf8)]);
-        ctx.register_parquet(format!("raw_{}", kind.kind), url.as_str(), options)
-            .await
-            .map_err(|e| Error::Query(format!("cannot register raw_{}: {e}", kind.kind)))?;
-    }
-    // Closed windows of every kind in one table: its columns are the union of the kinds'
-    // (a column a kind does not have is null), read from the files themselves.
-    for (table, dir, partitions) in [
-        ("aggregates", "aggregates/", vec!["window", "kind", "date"]),
-        ("alerts", "alerts/", vec!["date"]),
-    ] {
-        if !lake.has_files(dir).await? {
-            continue;
-        }
-        let url = lake.table_url(dir)?;
-        let options = ParquetReadOptions::default()
-            .table_partition_cols(partitions.into_iter().map(|p| (p.to_owned(), DataType::Utf8)).collect());
-        ctx.register_parquet(table, url.as_str(), options)
-            .await
-            .map_err(|e| Error::Query(format!("cannot register {table}: {e}")))?;
+    ctx.register_object_store(&base, store.clone());
+    let mut tables: Vec<TableId> = catalog.kinds().iter().map(|k| TableId::Raw(k.kind.clone())).collect();
+    tables.push(TableId::Aggregates);
+    tables.push(TableId::Alerts);
+    for table in tables {
+        let name = table.name();
+        let provider: Arc<dyn TableProvider> = match lake.open_table_as_of(&table, as_of).await? {
+            Some(t) => t
+                .table_provider()
+                .await
+                .map_err(|e| Error::Query(format!("cannot read {name}: {e}")))?,
+            None => match &table {
+                // A kind with nothing written yet reads as empty.
+                TableId::Raw(kind) => {
+                    let kind = catalog.kind(kind.as_str()).expect("a kind of the catalog");
+                    let mut fields: Vec<Field> = crate::geo::raw_file_schema(&kind.arrow)
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect();
+                    fields.push(Field::new("date", DataType::Utf8, true));
+                    fields.push(Field::new("hour", DataType::Utf8, true));
+                    let schema = Arc::new(Schema::new(fields));
+                    Arc::new(
+                        MemTable::try_new(schema, vec![vec![]])
+                            .map_err(|e| Error::Query(format!("cannot register {name}: {e}")))?,
+                    )
+                }
+                _ => continue,
+            },
+        };
+        ctx.register_table(name.as_str(), provider)
+            .map_err(|e| Error::Query(format!("cannot register {name}: {e}")))?;
     }
     Ok(ctx)
 }
 
 impl Lake {
-    /// Whether a directory of the lake holds at least one Parquet file.
-    pub(crate) async fn has_files(&self, relative: &str) -> Result<bool> {
-        use futures::StreamExt;
-        let (store, root) = self.store();
-        let mut prefix = root.clone();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            prefix = prefix.join(part);
-        }
-        let mut listing = store.list(Some(&prefix));
-        while let Some(meta) = listing.next().await {
-            match meta {
-                Ok(m) if m.location.as_ref().ends_with(".parquet") => return Ok(true),
-                Ok(_) => {}
-                Err(object_store::Error::NotFound { .. }) => return Ok(false),
-                Err(source) => {
-                    return Err(Error::Store {
-                        path: prefix.to_string(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(false)
-    }
-
     /// The URL of a directory of the lake, as DataFusion lists it under the store of
     /// [`LakeLocation::store_url`].
     pub(crate) fn table_url(&self, relative: &str) -> Result<Url> {
@@ -150,9 +135,12 @@ mod tests {
             partition: 0,
             start: 0,
             end: 1,
-            merged: false,
         };
-        lake.write_raw(&file, vec![b.finish()]).await.expect("written");
+        let (_, written) = lake.write_raw(&file, vec![b.finish()]).await.expect("written");
+        let table = crate::TableId::Raw("noise".into());
+        lake.commit(&table, &[written], &[], &[], &Default::default())
+            .await
+            .expect("committed");
     }
 
     #[tokio::test]
@@ -162,7 +150,7 @@ mod tests {
         let lake = Lake::open(&location, &Default::default()).expect("lake");
         let catalog = catalog();
         two_noise_rows(&lake, &catalog).await;
-        let ctx = query_session(&lake, &catalog).await.expect("session");
+        let ctx = query_session(&lake, &catalog, &AsOf::Latest).await.expect("session");
         let batches = run(
             &ctx,
             "SELECT max(LAeq) AS m, count(*) AS n, min(date) AS d, min(hour) AS h FROM raw_noise",
@@ -180,7 +168,7 @@ mod tests {
         let lake = Lake::open(&LakeLocation::Memory, &Default::default()).expect("lake");
         let catalog = catalog();
         two_noise_rows(&lake, &catalog).await;
-        let ctx = query_session(&lake, &catalog).await.expect("session");
+        let ctx = query_session(&lake, &catalog, &AsOf::Latest).await.expect("session");
         let batches = run(&ctx, "SELECT count(*) AS n FROM raw_noise").await;
         let text = printed(&batches);
         assert!(text.contains("| 2 |"), "{text}");

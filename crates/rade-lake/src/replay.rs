@@ -15,6 +15,8 @@ pub struct ReplayIndex {
     /// Rejects before this offset are in the DLQ: the last commit's metadata or the saved
     /// window state says so (both are written after their flush's rejects are acknowledged).
     acked_before: i64,
+    /// Every row before this offset is in a file the table has committed: its position there.
+    durable_before: i64,
 }
 
 impl Default for ReplayIndex {
@@ -24,6 +26,7 @@ impl Default for ReplayIndex {
             files: Vec::new(),
             max_end: -1,
             acked_before: i64::MIN,
+            durable_before: i64::MIN,
         }
     }
 }
@@ -43,12 +46,28 @@ impl ReplayIndex {
             files,
             max_end,
             acked_before,
+            durable_before: i64::MIN,
         }
+    }
+
+    /// The table's position of the partition (its `txn` version): every row before it is in a
+    /// committed file, whatever that file's name (compaction renames them), and every reject
+    /// before it is in the DLQ (acknowledged before the commit).
+    pub fn with_table_position(mut self, position: Option<i64>) -> Self {
+        if let Some(p) = position {
+            self.durable_before = self.durable_before.max(p);
+            self.acked_before = self.acked_before.max(p);
+        }
+        self
     }
 
     /// The first offset of the file of `hour` that holds the row at `offset`, if one does: a
     /// file holds every row of its range and hour (the files of an hour never overlap).
     pub(crate) fn holder(&self, hour: i64, offset: i64) -> Option<i64> {
+        if offset < self.durable_before {
+            // No open file starts before it: nothing to cut.
+            return Some(i64::MIN);
+        }
         if offset > self.max_end {
             return None;
         }
@@ -78,7 +97,6 @@ mod tests {
             partition: 0,
             start,
             end,
-            merged: false,
         }
     }
 

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use object_store::client::HttpErrorKind;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
@@ -81,6 +81,23 @@ impl ObjectStore for RetryCreate {
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.options.backoff_max);
+                }
+                // A retry that finds the object may find the one the lost attempt stored: when
+                // its bytes are ours, the create succeeded (a Delta commit must not read as
+                // lost to another writer: it would count its own commit as a conflict).
+                Err(object_store::Error::AlreadyExists { path, source }) if retries > 0 => {
+                    let ours: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                    let stored = match self.inner.get(location).await {
+                        Ok(got) => got.bytes().await.ok(),
+                        Err(_) => None,
+                    };
+                    if stored.is_some_and(|s| s.as_ref() == ours.as_slice()) {
+                        return Ok(PutResult {
+                            e_tag: None,
+                            version: None,
+                        });
+                    }
+                    return Err(object_store::Error::AlreadyExists { path, source });
                 }
                 done => return done,
             }

@@ -209,7 +209,6 @@ impl HourFiles {
             partition: self.partition,
             start: file.start,
             end,
-            merged: false,
         };
         (raw, file.rows.finish(), file.newest_event_ms)
     }

@@ -3,16 +3,16 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::geo::FileWriter;
+use crate::delta::{TableFile, TableId};
 use crate::layout::{DerivedFile, RawFile, dlq_object_path, state_path};
 use crate::location::LakeLocation;
 use crate::retry::RetryCreate;
@@ -30,10 +30,8 @@ pub struct Lake {
 /// What one create-only write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    /// The file was created with this many bytes.
+    /// The file was written with this many bytes.
     Created { bytes: u64 },
-    /// A file of that name was already there (a replay); its rows are durable already.
-    AlreadyThere,
 }
 
 /// How a lake on S3 retries a request after a transient error; local lakes ignore it.
@@ -152,14 +150,20 @@ impl Lake {
         (&self.store, &self.root)
     }
 
-    /// Encodes `batches` as one zstd Parquet file and creates it; never overwrites.
-    pub async fn write_raw(&self, file: &RawFile, batches: Vec<RecordBatch>) -> Result<Written> {
-        self.write_create_only(file.path(&self.root), batches, true).await
+    /// Encodes `batches` as one zstd Parquet file and writes it, for a commit to the table
+    /// `raw_<kind>` to make visible. A file of that name left by a flush that never committed
+    /// (it holds the same rows) is replaced.
+    pub async fn write_raw(&self, file: &RawFile, batches: Vec<RecordBatch>) -> Result<(Written, TableFile)> {
+        let (table, rel, partition_values) = file.table_path();
+        self.write_table_file(file.path(&self.root), table, rel, partition_values, batches, true)
+            .await
     }
 
-    /// Writes a file of closed windows or alerts, create-only like raw files.
-    pub async fn write_derived(&self, file: &DerivedFile, batches: Vec<RecordBatch>) -> Result<Written> {
-        self.write_create_only(file.path(&self.root), batches, false).await
+    /// Writes a file of closed windows or alerts, for a commit to `aggregates` or `alerts`.
+    pub async fn write_derived(&self, file: &DerivedFile, batches: Vec<RecordBatch>) -> Result<(Written, TableFile)> {
+        let (table, rel, partition_values) = file.table_path();
+        self.write_table_file(file.path(&self.root), table, rel, partition_values, batches, false)
+            .await
     }
 
     /// Replaces the window state of a partition (a single PUT: readers see the old or the new).
@@ -228,136 +232,48 @@ impl Lake {
             })
     }
 
-    /// Deletes an object; one already gone is not an error.
-    pub(crate) async fn delete_object(&self, path: &Path) -> Result<()> {
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                path: path.to_string(),
-                source,
-            }),
-        }
-    }
-
-    /// The files of closed windows and alerts that `topic`/`partition` wrote after its window
-    /// state was saved at `saved_offset` and `saved_watermark` (a crash between the two), among
-    /// the days from `since_day_ms` on. Sorted in the order they were written.
-    pub async fn derived_after(
-        &self,
-        kind: &str,
-        topic: &str,
-        partition: i32,
-        saved_offset: i64,
-        saved_watermark: i64,
-        since_day_ms: i64,
-    ) -> Result<Vec<DerivedFile>> {
-        let since = chrono::DateTime::from_timestamp_millis(since_day_ms)
-            .unwrap_or_default()
-            .format("date=%Y-%m-%d")
-            .to_string();
-        let mut dirs = vec![self.root.clone().join("alerts")];
-        for window in self.subdirs(&self.root.clone().join("aggregates")).await? {
-            dirs.push(window.join(format!("kind={kind}")));
-        }
-        let mut found = Vec::new();
-        for dir in dirs {
-            for day in self.subdirs(&dir).await? {
-                if day.filename().is_none_or(|d| d < since.as_str()) {
-                    continue;
-                }
-                let metas = self.list_all(&day).await?;
-                found.extend(
-                    metas
-                        .iter()
-                        .filter_map(|m| DerivedFile::parse(&m.location))
-                        // A flush that only closed windows keeps the offset of the saved
-                        // state but moves the watermark.
-                        .filter(|f| {
-                            f.topic == topic
-                                && f.partition == partition
-                                && (f.next_offset > saved_offset
-                                    || (f.next_offset == saved_offset && f.watermark_ms > saved_watermark))
-                        }),
-                );
-            }
-        }
-        found.sort_by_key(|f| (f.next_offset, f.watermark_ms));
-        Ok(found)
-    }
-
-    /// Every object under `prefix`.
-    pub(crate) async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
-        self.store
-            .list(Some(prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                path: prefix.to_string(),
-                source,
-            })
-    }
-
-    async fn subdirs(&self, dir: &Path) -> Result<Vec<Path>> {
-        match self.store.list_with_delimiter(Some(dir)).await {
-            Ok(listing) => Ok(listing.common_prefixes),
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-            Err(source) => Err(Error::Store {
-                path: dir.to_string(),
-                source,
-            }),
-        }
-    }
-
-    /// Deletes a file of closed windows or alerts (one a crashed flush wrote beyond the saved
-    /// window state). A file already gone is not an error.
-    pub async fn delete_derived(&self, file: &DerivedFile) -> Result<()> {
-        self.delete_object(&file.path(&self.root)).await
-    }
-
     /// `geometry`: raw rows, which get the GeoParquet point column when they have a position.
-    async fn write_create_only(&self, path: Path, batches: Vec<RecordBatch>, geometry: bool) -> Result<Written> {
+    async fn write_table_file(
+        &self,
+        path: Path,
+        table: TableId,
+        rel: String,
+        partition_values: Vec<(String, String)>,
+        batches: Vec<RecordBatch>,
+        geometry: bool,
+    ) -> Result<(Written, TableFile)> {
         let props = self.props.clone();
         let shown = path.to_string();
+        let schema = match batches.first() {
+            Some(b) if geometry => crate::geo::raw_file_schema(&b.schema()),
+            Some(b) => b.schema(),
+            None => Arc::new(arrow::datatypes::Schema::empty()),
+        };
         // Encoding is CPU work: keep it off the async workers.
-        let bytes = tokio::task::spawn_blocking(move || encode(&batches, props, geometry))
-            .await?
-            .map_err(|source| Error::Parquet { path: shown, source })?;
-        self.put_create_only(path, bytes).await
+        let (bytes, stats) = tokio::task::spawn_blocking(move || {
+            let stats = crate::delta::stats_json(&batches);
+            encode(&batches, props, geometry).map(|b| (b, stats))
+        })
+        .await?
+        .map_err(|source| Error::Parquet { path: shown, source })?;
+        let size = bytes.len() as u64;
+        self.put_object(&path, PutPayload::from(bytes)).await?;
+        Ok((
+            Written::Created { bytes: size },
+            TableFile {
+                table,
+                path: rel,
+                partition_values,
+                size,
+                stats,
+                schema,
+            },
+        ))
     }
 
     /// The Parquet writer settings of every file of the lake.
     pub(crate) fn writer_properties(&self) -> WriterProperties {
         (*self.props).clone()
-    }
-
-    /// Creates `path` with `bytes` in one PUT (atomic: readers see all of it or nothing),
-    /// unless it exists.
-    pub(crate) async fn put_create_only(&self, path: Path, bytes: Bytes) -> Result<Written> {
-        let size = bytes.len() as u64;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
-            Ok(_) => Ok(Written::Created { bytes: size }),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::AlreadyThere),
-            Err(source) => Err(Error::Store {
-                path: path.to_string(),
-                source,
-            }),
-        }
-    }
-
-    /// The raw files a topic has written for a kind, every partition, in offset order.
-    pub async fn raw_files(&self, kind: &str, topic: &str) -> Result<Vec<RawFile>> {
-        let metas = self.list_all(&RawFile::kind_prefix(&self.root, kind)).await?;
-        let mut files: Vec<RawFile> = metas
-            .iter()
-            .filter_map(|m| RawFile::parse(&m.location))
-            .filter(|f| f.topic == topic)
-            .collect();
-        files.sort_by_key(|f| (f.partition, f.start, f.end, f.hour));
-        Ok(files)
     }
 
     /// Writes and deletes a probe object, to tell at startup that the lake takes writes.
@@ -422,38 +338,35 @@ mod tests {
             partition: 1,
             start,
             end,
-            merged: false,
         }
     }
 
     #[tokio::test]
-    async fn writes_create_only_and_lists_per_partition() {
+    async fn files_are_visible_once_committed_with_their_position() {
         let lake = Lake::new(Arc::new(InMemory::new()), Path::from("root"), LakeLocation::Memory);
-        assert!(matches!(
-            lake.write_raw(&file(0, 9), vec![batch(10)]).await,
-            Ok(Written::Created { .. })
-        ));
-        assert_eq!(
-            lake.write_raw(&file(0, 9), vec![batch(10)]).await.expect("ok"),
-            Written::AlreadyThere
-        );
-        lake.write_raw(&file(10, 19), vec![batch(3)]).await.expect("written");
-        let other = RawFile {
-            partition: 2,
-            ..file(0, 5)
-        };
-        lake.write_raw(&other, vec![batch(1)]).await.expect("written");
-        lake.write_raw(
-            &RawFile {
-                topic: "u".into(),
-                ..file(0, 5)
-            },
-            vec![batch(1)],
-        )
-        .await
-        .expect("written");
-        let files = lake.raw_files("noise", "t").await.expect("listed");
-        assert_eq!(files, vec![file(0, 9), file(10, 19), other]);
+        let (_, f1) = lake.write_raw(&file(0, 9), vec![batch(10)]).await.expect("written");
+        let (_, f2) = lake.write_raw(&file(10, 19), vec![batch(3)]).await.expect("written");
+        let table = crate::TableId::Raw("noise".into());
+        // Written, not committed: the table does not even exist.
+        let held = lake.raw_positions("noise", "g", "t", &[1]).await.expect("read");
+        assert_eq!(held[&1], (None, vec![]));
+        let app = crate::app_id("g", "t", 1);
+        lake.commit(&table, &[f1], &[], &[(app.clone(), 10)], &Default::default())
+            .await
+            .expect("committed");
+        let held = lake.raw_positions("noise", "g", "t", &[1, 2]).await.expect("read");
+        assert_eq!(held[&1], (Some(10), vec![file(0, 9)]));
+        assert_eq!(held[&2], (None, vec![]));
+        // A writer expecting an older position is fenced, and commits nothing.
+        let stale = [(app.clone(), Some(5))].into_iter().collect();
+        let refused = lake.commit(&table, &[f2.clone()], &[], &[(app.clone(), 20)], &stale).await;
+        assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
+        let current = [(app.clone(), Some(10))].into_iter().collect();
+        lake.commit(&table, &[f2], &[], &[(app.clone(), 20)], &current)
+            .await
+            .expect("committed");
+        let held = lake.raw_positions("noise", "g", "t", &[1]).await.expect("read");
+        assert_eq!(held[&1], (Some(20), vec![file(0, 9), file(10, 19)]));
 
         let (store, _) = lake.store();
         let bytes = store

@@ -72,14 +72,12 @@ impl Pipeline {
         self.summary.alerts += outcome.alerts_acked;
         self.summary.windows_closed += outcome.windows_closed;
         self.summary.late += outcome.late;
-        for (table, w) in &outcome.written {
-            if let Written::Created { bytes } = w {
-                if matches!(table, Table::Raw) {
-                    self.summary.files_written += 1;
-                    self.summary.bytes_written += bytes;
-                }
-                self.metrics.lake_file(*table, *bytes);
+        for (table, Written::Created { bytes }) in &outcome.written {
+            if matches!(table, Table::Raw) {
+                self.summary.files_written += 1;
+                self.summary.bytes_written += bytes;
             }
+            self.metrics.lake_file(*table, *bytes);
         }
         // The commit trails the position by the files still open; its metadata says up to
         // where the rejects are in the DLQ, and from where in the DLQ to look for those sent

@@ -1,14 +1,15 @@
 //! Sealing a flush and its durability chain: the DLQ acknowledges the flush's rejects, the
-//! alert topic its alerts, then the raw files are written, then the files of closed windows
-//! and alerts, then the window state; only then does `commit.rs` commit its offsets.
+//! alert topic its alerts, then the raw files are written and committed to their Delta tables
+//! with the positions they cover, then the files of closed windows and alerts, then the window
+//! state; only then does `commit.rs` commit its offsets to Kafka.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use rade_lake::{DerivedFile, DerivedTable, Lake, OpenFile, RawFile, Written, crash_point};
+use rade_lake::{DerivedFile, DerivedTable, Lake, OpenFile, RawFile, TableFile, TableId, Written, app_id, crash_point};
 use rade_telemetry::Table;
 use rdkafka::error::KafkaError;
 use tokio::sync::oneshot;
@@ -61,9 +62,16 @@ pub(crate) enum Roll<'a> {
     Partitions(&'a HashSet<(String, i32)>),
 }
 
+/// A partition's position a flush commits to its raw table: (topic, kind, partition, next
+/// offset, the position the table is expected to hold before this commit).
+pub(crate) type TablePosition = (Arc<str>, String, i32, i64, Option<i64>);
+
 /// One flush's durability chain, run as a task of the runtime.
 struct Flush {
     raw: Vec<(RawFile, RecordBatch)>,
+    /// The consumer group: the positions' app ids.
+    group: Arc<str>,
+    positions: Vec<TablePosition>,
     dlq: Vec<Pending>,
     dlq_out: DlqSender,
     window_reply: Option<oneshot::Receiver<SealReply>>,
@@ -117,14 +125,14 @@ impl Flush {
         // derived files beyond the saved state, and its alerts are there whenever any of its
         // aggregates are.
         let lake = self.lake;
-        let written: Vec<(Table, Written, u64)> = futures::stream::iter(self.raw)
+        let written: Vec<(Table, Written, u64, TableFile)> = futures::stream::iter(self.raw)
             .map(|(file, batch)| {
                 let lake = lake.clone();
                 async move {
                     let arrow = batch.get_array_memory_size() as u64;
-                    let written = lake.write_raw(&file, vec![batch]).await?;
+                    let (written, table_file) = lake.write_raw(&file, vec![batch]).await?;
                     crash_point("after-raw-file");
-                    Ok::<_, Error>((Table::Raw, written, arrow))
+                    Ok::<_, Error>((Table::Raw, written, arrow, table_file))
                 }
             })
             .buffer_unordered(2)
@@ -132,22 +140,54 @@ impl Flush {
             .await?;
         // Parquet bytes per Arrow byte of the raw files created: the ratio rolling uses.
         let (mut raw_arrow_bytes, mut raw_parquet_bytes) = (0, 0);
-        for (_, w, arrow) in &written {
-            if let Written::Created { bytes } = w {
-                raw_arrow_bytes += arrow;
-                raw_parquet_bytes += bytes;
-            }
+        for (_, Written::Created { bytes }, arrow, _) in &written {
+            raw_arrow_bytes += arrow;
+            raw_parquet_bytes += bytes;
         }
-        let mut written: Vec<(Table, Written)> = written.into_iter().map(|(table, w, _)| (table, w)).collect();
-        // The window state is saved last, and only once every earlier flush is durable: a
-        // restored state never runs ahead of what the lake holds.
+        let mut raw_files: BTreeMap<TableId, Vec<TableFile>> = BTreeMap::new();
+        let mut written: Vec<(Table, Written)> = written
+            .into_iter()
+            .map(|(table, w, _, file)| {
+                raw_files.entry(file.table.clone()).or_default().push(file);
+                (table, w)
+            })
+            .collect();
+        // Commits follow the order of the flushes: a table's positions only move forward, and
+        // a restored window state never runs ahead of what the tables hold.
         if let Some(earlier) = self.earlier_durable {
             earlier.await.map_err(|_| Error::EarlierFlushFailed)?;
         }
+        // One commit per raw table: its files and the positions of its partitions.
+        let mut positions: BTreeMap<TableId, (Vec<(String, i64)>, HashMap<String, Option<i64>>)> = BTreeMap::new();
+        for (topic, kind, partition, next, expected) in &self.positions {
+            let app = app_id(&self.group, topic, *partition);
+            let entry = positions.entry(TableId::Raw(kind.clone())).or_default();
+            entry.0.push((app.clone(), *next));
+            entry.1.insert(app, *expected);
+        }
+        for table in raw_files.keys() {
+            positions.entry(table.clone()).or_default();
+        }
+        for (table, (txns, fence)) in positions {
+            let files = raw_files.remove(&table).unwrap_or_default();
+            lake.commit(&table, &files, &[], &txns, &fence).await?;
+            if !files.is_empty() {
+                crash_point("after-raw-commit");
+            }
+        }
         let mut derived = window_part.derived;
         derived.sort_by_key(|(f, _)| !matches!(f.table, DerivedTable::Alerts));
+        let mut derived_files: BTreeMap<TableId, Vec<TableFile>> = BTreeMap::new();
         for (file, batches) in derived {
-            written.push((table_of(&file), lake.write_derived(&file, batches).await?));
+            let (w, table_file) = lake.write_derived(&file, batches).await?;
+            written.push((table_of(&file), w));
+            derived_files.entry(table_file.table.clone()).or_default().push(table_file);
+        }
+        // Alerts first: whenever a flush's aggregates are visible, so are its alerts.
+        for table in [TableId::Alerts, TableId::Aggregates] {
+            if let Some(files) = derived_files.remove(&table) {
+                lake.commit(&table, &files, &[], &[], &HashMap::new()).await?;
+            }
         }
         // The crash points count only flushes that write something.
         let writes = !written.is_empty() || !window_part.snapshots.is_empty();
@@ -233,6 +273,7 @@ impl Pipeline {
         };
         let mut jobs = Vec::new();
         let mut offsets = Vec::new();
+        let mut positions = Vec::new();
         let mut newest_event_ms = None;
         let windows_watermark = self.win.as_ref().and_then(WinHandle::watermark);
         for state in self.partitions.values_mut().flat_map(|t| t.values_mut()) {
@@ -260,6 +301,15 @@ impl Pipeline {
                 jobs.extend(sealed.files);
                 let acked = state.position().unwrap_or(sealed.next_offset);
                 offsets.push((state.topic.clone(), state.partition, sealed.next_offset, acked));
+                // The table holds what the last flush sealed commits; this one moves it on.
+                let expected = state.table_position.replace(sealed.next_offset);
+                positions.push((
+                    state.topic.clone(),
+                    state.decoder.kind().kind.clone(),
+                    state.partition,
+                    sealed.next_offset,
+                    expected,
+                ));
                 newest_event_ms = newest_event_ms.max(sealed.newest_event_ms);
             }
         }
@@ -274,6 +324,8 @@ impl Pipeline {
         let (durable_tx, durable_rx) = oneshot::channel();
         let flush = Flush {
             raw: jobs,
+            group: self.group.clone(),
+            positions,
             dlq: std::mem::take(&mut self.pending_dlq),
             dlq_out: self.dlq_out.clone(),
             window_reply,

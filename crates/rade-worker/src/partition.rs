@@ -16,6 +16,9 @@ pub(crate) struct PartitionState {
     pub(crate) next_offset: Option<i64>,
     /// Committed offset when the partition was assigned.
     pub(crate) start_offset: Option<i64>,
+    /// The partition's position in its raw table as this worker last read or sealed it: the
+    /// next commit expects it there (another value means another member owns it now).
+    pub(crate) table_position: Option<i64>,
     /// The open files, by event hour; each rolls on its own (size, age, watermark).
     files: HourFiles,
     /// Newest event time seen since the partition was assigned.
@@ -48,6 +51,7 @@ impl PartitionState {
             decoder,
             next_offset: None,
             start_offset,
+            table_position: None,
             files,
             max_event_ms: None,
             windows,
@@ -144,7 +148,6 @@ mod tests {
             partition: 0,
             start: 10,
             end: 11,
-            merged: false,
         };
         let replay = ReplayIndex::new(&[held], 10, i64::MIN);
         let mut s = PartitionState::new("t".into(), 0, decoder.clone(), Some(10), replay, false, i64::MIN);

@@ -29,7 +29,27 @@ impl Pipeline {
             partitions = partitions.len(),
             "partitions assigned; reading what the lake already holds"
         );
-        let mut listed: HashMap<String, Vec<RawFile>> = HashMap::new();
+        // What each raw table holds for these partitions, from its snapshot: their positions
+        // and the files of them it names (no listing of the lake).
+        let mut by_topic: HashMap<String, Vec<i32>> = HashMap::new();
+        for position in &committed {
+            by_topic.entry(position.topic.clone()).or_default().push(position.partition);
+        }
+        let mut held: HashMap<(String, i32), (Option<i64>, Vec<RawFile>)> = HashMap::new();
+        for (topic, parts) in &by_topic {
+            let Some(decoder) = self.decoders.get(topic) else {
+                continue;
+            };
+            let positions = self.runtime.block_on(self.lake.raw_positions(
+                &decoder.kind().kind,
+                &self.group,
+                topic,
+                parts,
+            ))?;
+            for (partition, p) in positions {
+                held.insert((topic.clone(), partition), p);
+            }
+        }
         for position in &committed {
             let topic = position.topic.clone();
             let Some(decoder) = self.decoders.get(&topic).cloned() else {
@@ -39,24 +59,17 @@ impl Pipeline {
                 }
                 .into());
             };
-            if !listed.contains_key(&topic) {
-                let files = self
-                    .runtime
-                    .block_on(self.lake.raw_files(&decoder.kind().kind, &topic))?;
-                listed.insert(topic.clone(), files);
-            }
             let start = position.offset;
-            let files: Vec<RawFile> = listed[&topic]
-                .iter()
-                .filter(|f| f.partition == position.partition)
-                .cloned()
-                .collect();
-            tracing::debug!(topic = %topic, partition = position.partition, committed = ?start, lake_files = files.len(), "partition assigned");
+            let (table_position, files) = held
+                .remove(&(topic.clone(), position.partition))
+                .unwrap_or_default();
+            tracing::debug!(topic = %topic, partition = position.partition, committed = ?start, table_position = ?table_position, table_files = files.len(), "partition assigned");
             let (windows, skip_before) = self.restore_windows(group, &topic, position.partition, &decoder, start)?;
             // Rejects are in the DLQ below the offset the last commit's metadata gives, and
             // below the restored window state's.
             let acked = CommitMeta::parse(&position.metadata).acked.unwrap_or(i64::MIN);
-            let replay = ReplayIndex::new(&files, start.unwrap_or(0), skip_before.max(acked));
+            let replay = ReplayIndex::new(&files, start.unwrap_or(0), skip_before.max(acked))
+                .with_table_position(table_position);
             let key: Arc<str> = topic.as_str().into();
             let has_windows = windows.is_some();
             if let Some(w) = windows {
@@ -67,7 +80,7 @@ impl Pipeline {
                     now_ms: self.clock.now_ms(),
                 });
             }
-            let state = PartitionState::new(
+            let mut state = PartitionState::new(
                 key,
                 position.partition,
                 decoder,
@@ -76,6 +89,7 @@ impl Pipeline {
                 has_windows,
                 skip_before,
             );
+            state.table_position = table_position;
             self.partitions
                 .entry(topic)
                 .or_default()
@@ -206,30 +220,33 @@ impl Pipeline {
                 }
             }
         }
-        // Files of closed windows and alerts written after the saved state (a crash between
-        // the two, possibly halfway through them) are deleted: the replay from the saved state
+        // Files of closed windows and alerts committed after the saved state (a crash between
+        // the two) are removed from their tables: the replay from the saved state
         // closes the same windows again and writes them once. Their alerts may reach the topic
         // a second time, with the same alert_id; the lake keeps them once. Without a saved
         // state nothing is deleted: files already in the lake are never trusted less than that.
         if at >= 0 {
-            let since = rade_lake::day_of(windows.closed_at().max(0) - windows.longest_window_ms());
             let beyond = self.runtime.block_on(self.lake.derived_after(
-                kind,
                 topic,
                 partition,
                 at,
                 windows.closed_at().max(0),
-                since,
             ))?;
-            for file in &beyond {
-                self.runtime.block_on(self.lake.delete_derived(file))?;
+            let mut by_table: HashMap<rade_lake::TableId, Vec<rade_lake::LiveFile>> = HashMap::new();
+            for (table, file) in beyond {
+                by_table.entry(table).or_default().push(file);
             }
-            if !beyond.is_empty() {
+            let files: usize = by_table.values().map(Vec::len).sum();
+            for (table, removed) in by_table {
+                self.runtime
+                    .block_on(self.lake.commit(&table, &[], &removed, &[], &HashMap::new()))?;
+            }
+            if files > 0 {
                 info!(
                     topic,
                     partition,
-                    files = beyond.len(),
-                    "files of windows closed after the saved state deleted; they are closed again"
+                    files,
+                    "files of windows closed after the saved state removed from their tables; they are closed again"
                 );
             }
         }

@@ -244,6 +244,7 @@ impl Worker {
             win,
             windowing: self.windowing.clone(),
             lake: self.lake.clone(),
+            group: self.kafka.group_id.as_str().into(),
             metrics: self.metrics.clone(),
             runtime,
             clock,

@@ -291,7 +291,7 @@ fn read_dlq(kafka: &KafkaConfig, expected: u64) -> anyhow::Result<BTreeMap<Strin
 }
 
 async fn rows_per_kind(lake: &Lake, catalog: &Catalog) -> anyhow::Result<BTreeMap<String, i64>> {
-    let ctx = query_session(lake, catalog).await?;
+    let ctx = query_session(lake, catalog, &rade_lake::AsOf::Latest).await?;
     let union: Vec<String> = catalog
         .kinds()
         .iter()
@@ -368,7 +368,7 @@ async fn crossings(lake: &Lake, catalog: &Catalog, rules: &rade_window::RuleSet)
     let Some(water) = rules.kind("water_level") else {
         return Ok(Vec::new());
     };
-    let ctx = query_session(lake, catalog).await?;
+    let ctx = query_session(lake, catalog, &rade_lake::AsOf::Latest).await?;
     let mut out = Vec::new();
     for rule in &water.window_rules {
         let Some(threshold) = rule

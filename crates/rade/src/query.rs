@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use arrow::record_batch::RecordBatch;
 use clap::{Args, ValueEnum};
-use rade_lake::{LakeLocation, query_session};
+use rade_lake::{AsOf, LakeLocation, query_session};
 
 use crate::config::LakeConfig;
 use crate::run::{EXIT_CONFIG, load_raw, open_lake, print_refused};
@@ -20,7 +20,8 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The SQL; tables are raw_<kind> (e.g. raw_water_level) with partition columns date and hour.
+    /// The SQL; tables are raw_<kind> (e.g. raw_water_level) with partition columns date and
+    /// hour, aggregates (window, kind, date) and alerts (date): the lake's Delta tables.
     sql: String,
     /// Configuration file (TOML) whose [lake] section (url, S3 retries) and schemas.dir are
     /// used; every key can be overridden by RADE__SECTION__KEY.
@@ -40,6 +41,10 @@ pub struct QueryArgs {
     /// Print the physical plan (with the files each scan reads) instead of running the query.
     #[arg(long)]
     explain: bool,
+    /// Read the tables as they were: a table version (each table's own, see `rade lake
+    /// history`) or an RFC 3339 time (every table as of then).
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<AsOf>,
 }
 
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +59,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let lake = open_lake(&lake)?;
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let batches: Vec<RecordBatch> = runtime.block_on(async {
-        let ctx = query_session(&lake, &catalog).await?;
+        let ctx = query_session(&lake, &catalog, args.as_of.as_ref().unwrap_or(&AsOf::Latest)).await?;
         let sql = if args.explain {
             format!("EXPLAIN {}", args.sql)
         } else {

@@ -81,6 +81,7 @@ impl Rig {
             win,
             windowing,
             lake,
+            group: "g".into(),
             metrics,
             runtime: runtime.handle().clone(),
             clock: clock.clone(),
