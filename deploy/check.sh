@@ -32,7 +32,7 @@ METRICS=(
   rade_commit_latency_seconds rade_decode_seconds rade_end_to_end_latency_seconds
   rade_consumer_lag rade_assigned_partitions rade_watermark_lag_seconds
   rade_windows_closed_total rade_alerts_total rade_records_late_total
-  rade_sensor_split_readings_total
+  rade_sensor_split_readings_total rade_lake_commits_fenced_total
 )
 HISTOGRAMS=(rade_commit_latency_seconds rade_decode_seconds rade_end_to_end_latency_seconds)
 export CHECK_METRICS="${METRICS[*]}" CHECK_HISTOGRAMS="${HISTOGRAMS[*]}"

@@ -8,11 +8,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
+use arrow::array::{AsArray, 
     Array, BinaryArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray,
     TimestampMillisecondArray,
 };
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rade_schema::{Catalog, WireFormat};
 use rade_sim::SimRecord;
@@ -294,9 +294,18 @@ fn cell(array: &dyn Array, i: usize) -> J {
         DataType::Int64 => serde_json::json!(any.downcast_ref::<Int64Array>().expect("i64").value(i)),
         DataType::Boolean => serde_json::json!(any.downcast_ref::<BooleanArray>().expect("bool").value(i)),
         DataType::Utf8 => serde_json::json!(any.downcast_ref::<StringArray>().expect("utf8").value(i)),
+        // Files a compaction rewrote (delta-rs's writer) hold views and the table's microseconds.
+        DataType::Utf8View => serde_json::json!(array.as_string_view().value(i)),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => serde_json::json!(
+            array.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i).div_euclid(1000)
+        ),
         DataType::Timestamp(_, _) => {
             serde_json::json!(any.downcast_ref::<TimestampMillisecondArray>().expect("ts ms").value(i))
         }
+        DataType::BinaryView => match wkb_point(array.as_binary_view().value(i)) {
+            Some((x, y)) => serde_json::json!({"x": x, "y": y}),
+            None => panic!("a geometry that is not a little-endian 2D WKB point"),
+        },
         // The GeoParquet `geometry` column: a WKB point, read here on its own (see `wkb_point`).
         DataType::Binary => match wkb_point(any.downcast_ref::<BinaryArray>().expect("binary").value(i)) {
             Some((x, y)) => serde_json::json!({"x": x, "y": y}),
@@ -363,6 +372,30 @@ pub fn delta_files(table: &Path) -> Vec<PathBuf> {
         }
     }
     live.into_iter().map(|p| table.join(p)).collect()
+}
+
+/// The positions a Delta table holds: the newest `txn` version of each app id in its log
+/// (`rade:<group>:<topic>:<partition>` for a raw table), read by hand like [`delta_files`].
+pub fn delta_txns(table: &Path) -> BTreeMap<String, i64> {
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    commits.retain(|p| p.extension().is_some_and(|x| x == "json"));
+    commits.sort();
+    let mut txns = BTreeMap::new();
+    for commit in commits {
+        let text = std::fs::read_to_string(&commit).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(action) = serde_json::from_str::<J>(line) else { continue };
+            if let Some(txn) = action.get("txn") {
+                txns.insert(
+                    txn["appId"].as_str().expect("an app id").to_owned(),
+                    txn["version"].as_i64().expect("a version"),
+                );
+            }
+        }
+    }
+    txns
 }
 
 /// The raw tables of a lake: (kind, table directory).

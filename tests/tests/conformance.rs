@@ -8,7 +8,7 @@
 //! full-precision doubles and RFC 3339 times with offsets; kafka-python) and Go (goavro in
 //! both framings; franz-go). What they send is decided by tests/producers/python/generate.py
 //! (declared ranges and their edges, optional fields null and absent, every enum symbol) and
-//! read back from the lake by pyarrow (tests/producers/python/verify.py), doubles compared by
+//! read back from the lake's Delta tables by the deltalake package and pyarrow (tests/producers/python/verify.py), doubles compared by
 //! their bits.
 
 use std::collections::BTreeMap;
@@ -134,7 +134,7 @@ async fn readings_of_foreign_producers_reach_the_lake_bit_for_bit() {
         }
     }
     let report = run(
-        "verify.py (pyarrow over the lake)",
+        "verify.py (deltalake and pyarrow over the tables)",
         Command::new(python())
             .arg(py.join("verify.py"))
             .arg("--lake")

@@ -193,8 +193,12 @@ async fn a_rebalance_rolls_the_files_of_the_partitions_that_move_only() {
     // A second worker joins: one partition moves (cooperative rebalance). Its file rolls and
     // is committed; the partition that stays keeps its file open and its commit where it was.
     let second = worker(&setup, &config, "second.log", &env);
+    // The file, then the table's commit, then Kafka's: wait for the last.
     assert!(
-        wait_until(Duration::from_secs(60), || parquet_files(&lake.join("raw")).len() == 1),
+        wait_until(Duration::from_secs(60), || parquet_files(&lake.join("raw")).len() == 1
+            && committed_and_ends(&setup.group, &setup.raw_topics[0])
+                .iter()
+                .any(|(_, c, end)| *end > 0 && *c == Some(*end))),
         "{}",
         std::fs::read_to_string(setup.log("first.log")).unwrap_or_default()
     );

@@ -189,13 +189,14 @@ async fn a_flood_raises_and_resolves_once_and_the_aggregates_match_the_raw_lake(
             aggregates, closed_raw,
             "{window}: closed windows in the lake vs raw groups"
         );
-        // Every aggregate row has its raw group, with the same statistics.
+        // Every aggregate row has its raw group, with the same statistics. The tables give
+        // Delta's timestamps (microseconds), date_bin nanoseconds: both compared in ms.
         let joined = |condition: &str| {
             scalar(&query_lake(
                 &setup.lake(),
                 &format!(
                     "WITH r AS ({raw}) SELECT count(*) FROM aggregates a JOIN r ON a.sensor_id = r.sensor_id \
-                     AND arrow_cast(a.window_start, 'Int64') = r.ws WHERE a.\"window\" = '{window}' AND ({condition})"
+                     AND arrow_cast(a.window_start, 'Int64') / 1000 = r.ws WHERE a.\"window\" = '{window}' AND ({condition})"
                 ),
             ))
         };

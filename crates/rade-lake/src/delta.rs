@@ -334,8 +334,11 @@ impl Lake {
                 return Err(Error::Fenced {
                     table: table.name(),
                     app_id: app.clone(),
-                    expected: *expected,
-                    found: now,
+                    why: format!(
+                        "is at {} where this worker expected {}",
+                        now.map_or("nothing".into(), |v| v.to_string()),
+                        expected.map_or("nothing".into(), |v| v.to_string())
+                    ),
                 });
             }
         }
@@ -381,9 +384,8 @@ impl Lake {
             }
             Err(e) if e.to_string().contains("oncurrent transaction") => Err(Error::Fenced {
                 table: table.name(),
-                app_id: txns.first().map(|t| t.0.clone()).unwrap_or_default(),
-                expected: None,
-                found: None,
+                app_id: txns.iter().map(|t| t.0.as_str()).collect::<Vec<_>>().join(", "),
+                why: "was committed by another writer while this commit was being made".into(),
             }),
             Err(e) => Err(delta_err(table, e)),
         }

@@ -21,13 +21,8 @@ pub enum Error {
     Table { table: String, message: String },
     /// Another member committed this partition's position since this worker read it: the
     /// partition has moved, and this worker's files of it must not become visible.
-    #[error("table {table}: fenced, {app_id} is at {found:?} where this worker expected {expected:?} (the partition has a new owner)")]
-    Fenced {
-        table: String,
-        app_id: String,
-        expected: Option<i64>,
-        found: Option<i64>,
-    },
+    #[error("table {table}: fenced, {app_id} {why} (the partition has a new owner)")]
+    Fenced { table: String, app_id: String, why: String },
     #[error("Parquet encoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -82,10 +82,12 @@ impl ObjectStore for RetryCreate {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.options.backoff_max);
                 }
-                // A retry that finds the object may find the one the lost attempt stored: when
-                // its bytes are ours, the create succeeded (a Delta commit must not read as
-                // lost to another writer: it would count its own commit as a conflict).
-                Err(object_store::Error::AlreadyExists { path, source }) if retries > 0 => {
+                // A retry (ours, or object_store's own after a 5xx) that finds the object may
+                // find the one an earlier attempt stored: when its bytes are ours, the create
+                // succeeded. A Delta commit (each unique: it holds its time and an operation
+                // id) must not read as lost to another writer, which would count its own
+                // commit as a conflicting one and refuse it.
+                Err(object_store::Error::AlreadyExists { path, source }) => {
                     let ours: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
                     let stored = match self.inner.get(location).await {
                         Ok(got) => got.bytes().await.ok(),

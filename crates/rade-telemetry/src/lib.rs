@@ -57,6 +57,7 @@ pub struct Metrics {
     alerts: IntCounterVec,
     late: IntCounterVec,
     split_readings: IntCounterVec,
+    fenced: IntCounterVec,
     health: Arc<Health>,
 }
 
@@ -146,6 +147,11 @@ impl Metrics {
                 "Readings of a sensor this worker also saw on another raw partition of its kind: its windows are split across partitions (producers not keyed by sensor id, or a raw topic given more partitions).",
                 &["kind"],
             ),
+            fenced: counter_vec(
+                "lake_commits_fenced_total",
+                "Commits refused because another member has committed the partition since this worker read its position (the worker lost it, e.g. paused past its session timeout): nothing of the commit is visible, and the worker stops.",
+                &["table"],
+            ),
             consumed: counter_vec("records_consumed_total", "Records read from raw topics.", &["kind"]),
             valid: counter_vec("records_valid_total", "Records that passed validation.", &["kind"]),
             rejected: counter_vec(
@@ -190,6 +196,11 @@ impl Metrics {
     /// Records an alert state change; `rule` comes from the rule files, a small fixed set.
     pub fn alert(&self, rule: &str, state: &'static str) {
         self.alerts.with_label_values(&[rule, state]).inc();
+    }
+
+    /// Records a commit to `table` refused by fencing.
+    pub fn fenced(&self, table: &str) {
+        self.fenced.with_label_values(&[table]).inc();
     }
 
     /// Records readings of sensors seen on more than one raw partition of their kind.
@@ -289,8 +300,13 @@ impl Metrics {
 
 /// Sets up logging to stderr: `RUST_LOG` filters (default info), JSON when asked.
 pub fn init_tracing(json: bool) {
-    init_tracing_with(json, "info,rdkafka=warn");
+    init_tracing_with(json, QUIET_LIBRARIES);
 }
+
+/// The default filter: rade at info; librdkafka and delta-rs at warn (their errors reach rade
+/// as results, which it reports itself); the Delta kernel not at all (it logs, at info and
+/// error, every snapshot it builds and every table it finds missing).
+pub const QUIET_LIBRARIES: &str = "info,rdkafka=warn,deltalake_core=warn,buoyant_kernel=off,buoyant_kernel_engine=off";
 
 /// Like [`init_tracing`] with another default filter (the demo keeps its own output clean).
 pub fn init_tracing_with(json: bool, default_filter: &str) {

@@ -54,6 +54,14 @@ impl Pipeline {
             .and_then(|o| o);
         // A flush that failed stops every later commit: its records are replayed instead.
         self.failed |= outcome.is_err();
+        if let Err(Error::Lake(rade_lake::Error::Fenced { table, app_id, .. })) = &outcome {
+            self.metrics.fenced(table);
+            tracing::error!(
+                table,
+                app_id,
+                "fenced: another member has committed this partition since this worker read it (this worker lost it, e.g. paused past its session timeout); nothing of this flush is visible, and the worker stops without committing more: its new owner has the records"
+            );
+        }
         self.metrics
             .health()
             .set_lake_writable(!matches!(outcome, Err(Error::Lake(_))));

@@ -177,16 +177,24 @@ impl Flush {
         }
         let mut derived = window_part.derived;
         derived.sort_by_key(|(f, _)| !matches!(f.table, DerivedTable::Alerts));
-        let mut derived_files: BTreeMap<TableId, Vec<TableFile>> = BTreeMap::new();
+        let mut derived_files: BTreeMap<TableId, (Vec<TableFile>, BTreeMap<String, i64>)> = BTreeMap::new();
         for (file, batches) in derived {
             let (w, table_file) = lake.write_derived(&file, batches).await?;
             written.push((table_of(&file), w));
-            derived_files.entry(table_file.table.clone()).or_default().push(table_file);
+            let entry = derived_files.entry(table_file.table.clone()).or_default();
+            entry.0.push(table_file);
+            // The windows' position of the partition: a restart with no saved state knows from
+            // it that a first flush of this group got this far.
+            let app = windows_app_id(&self.group, &file.topic, file.partition);
+            let v = entry.1.entry(app).or_insert(file.next_offset);
+            *v = (*v).max(file.next_offset);
         }
         // Alerts first: whenever a flush's aggregates are visible, so are its alerts.
         for table in [TableId::Alerts, TableId::Aggregates] {
-            if let Some(files) = derived_files.remove(&table) {
-                lake.commit(&table, &files, &[], &[], &HashMap::new()).await?;
+            if let Some((files, positions)) = derived_files.remove(&table) {
+                let txns: Vec<(String, i64)> = positions.into_iter().collect();
+                lake.commit(&table, &files, &[], &txns, &HashMap::new()).await?;
+                crash_point("after-derived-commit");
             }
         }
         // The crash points count only flushes that write something.
@@ -212,6 +220,11 @@ impl Flush {
             written,
         })
     }
+}
+
+/// The app id of a partition's windows in `aggregates` and `alerts`.
+pub(crate) fn windows_app_id(group: &str, topic: &str, partition: i32) -> String {
+    format!("{}:windows", app_id(group, topic, partition))
 }
 
 fn table_of(file: &DerivedFile) -> Table {

@@ -174,6 +174,7 @@ impl Pipeline {
         };
         let mut windows = fresh()?;
         let saved = self.runtime.block_on(self.lake.get_state(topic, partition))?;
+        let no_state = saved.is_none();
         let mut at = -1;
         if let Some(bytes) = saved {
             match windows.restore(&bytes) {
@@ -225,12 +226,30 @@ impl Pipeline {
         // closes the same windows again and writes them once. Their alerts may reach the topic
         // a second time, with the same alert_id; the lake keeps them once. Without a saved
         // state nothing is deleted: files already in the lake are never trusted less than that.
-        if at >= 0 {
+        // With no state at all, files of this group's windows of the partition can only come
+        // from a first flush that crashed before saving it: every one of them goes.
+        let first_flush_crashed = no_state && {
+            let app = crate::flush::windows_app_id(&self.group, topic, partition);
+            let mut committed = false;
+            for table in [rade_lake::TableId::Alerts, rade_lake::TableId::Aggregates] {
+                let (v, _) = self
+                    .runtime
+                    .block_on(self.lake.table_positions(&table, std::slice::from_ref(&app)))?;
+                committed |= v.first().is_some_and(Option::is_some);
+            }
+            committed
+        };
+        if at >= 0 || first_flush_crashed {
+            let (after_offset, after_watermark) = if at >= 0 {
+                (at, windows.closed_at().max(0))
+            } else {
+                (i64::MIN, i64::MIN)
+            };
             let beyond = self.runtime.block_on(self.lake.derived_after(
                 topic,
                 partition,
-                at,
-                windows.closed_at().max(0),
+                after_offset,
+                after_watermark,
             ))?;
             let mut by_table: HashMap<rade_lake::TableId, Vec<rade_lake::LiveFile>> = HashMap::new();
             for (table, file) in beyond {

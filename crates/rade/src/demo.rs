@@ -379,7 +379,7 @@ async fn crossings(lake: &Lake, catalog: &Catalog, rules: &rade_window::RuleSet)
             continue;
         };
         let sql = format!(
-            "SELECT arrow_cast(min(observed_at), 'Int64') FROM raw_water_level WHERE sensor_id = '{FLOOD_GAUGE}' AND height >= {threshold}"
+            "SELECT arrow_cast(min(observed_at), 'Int64') / 1000 FROM raw_water_level WHERE sensor_id = '{FLOOD_GAUGE}' AND height >= {threshold}"
         );
         let batches = ctx.sql(&sql).await?.collect().await?;
         let at_ms = batches

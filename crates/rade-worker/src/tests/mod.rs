@@ -219,24 +219,36 @@ fn rejects_are_acknowledged_then_files_written_then_offsets_committed() {
     assert_eq!(summary.committed.get(&(TOPIC.to_owned(), 0)), Some(&20));
     let log = events(&rig.log);
     let acked = position_of(&log, |e| matches!(e, Event::Acked { topic } if topic == DLQ));
-    let raw = position_of(&log, |e| matches!(e, Event::Put { path } if path.contains("/raw/")));
+    let raw = position_of(&log, |e| matches!(e, Event::Put { path } if path.ends_with(".parquet")));
+    // The table's commit (version 0 created it) names the file with the position.
+    let table = position_of(
+        &log,
+        |e| matches!(e, Event::Put { path } if path.ends_with("raw/noise/_delta_log/00000000000000000001.json")),
+    );
     let commit = position_of(
         &log,
         |e| matches!(e, Event::Commit(c) if c.contains(&(TOPIC.to_owned(), 0, 20))),
     );
     assert!(
-        acked < raw && raw < commit,
-        "DLQ, then the lake, then the commit: {log:?}"
+        acked < raw && raw < table && table < commit,
+        "DLQ, then the file, then the table's commit, then Kafka's: {log:?}"
     );
-    let files = futures::executor::block_on(rig.store.paths("lake/raw"));
-    assert_eq!(files.len(), 1, "{files:?}");
+    let mut files = futures::executor::block_on(rig.store.paths("lake/raw"));
+    files.retain(|p| p.ends_with(".parquet"));
     assert_eq!(
         files,
-        [
-            "lake/raw/kind=noise/date=2026-05-28/hour=20/tpm.raw.noise__p0__00000000000000000000-00000000000000000019.parquet"
-        ],
+        ["lake/raw/noise/date=2026-05-28/hour=20/tpm.raw.noise__p0__00000000000000000000-00000000000000000019.parquet"],
         "one file holding offsets 0 to 19"
     );
+    let lake = rig.pipeline.lock().expect("pipeline").lake.clone();
+    let held = rig._runtime.block_on(lake.raw_positions(
+        "noise",
+        "g",
+        TOPIC,
+        &[0],
+    ))
+    .expect("the table reads");
+    assert_eq!(held[&0].0, Some(20), "the table holds the position with the file");
 }
 
 #[test]
@@ -321,7 +333,8 @@ fn a_commit_refused_for_now_leaves_the_flush_durable_and_a_fatal_one_stops_the_w
         .expect("a transient commit failure does not stop the worker");
     assert_eq!(summary.consumed, 10);
     assert!(summary.committed.is_empty());
-    assert_eq!(futures::executor::block_on(rig.store.paths("lake/raw")).len(), 1);
+    let files = futures::executor::block_on(rig.store.paths("lake/raw"));
+    assert_eq!(files.iter().filter(|p| p.ends_with(".parquet")).count(), 1, "{files:?}");
     // Not authorized: retrying cannot help; the worker stops.
     let rig = Rig::new();
     rig.set_end(10);
