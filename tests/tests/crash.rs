@@ -18,9 +18,18 @@ async fn sigkill_at_every_step_of_a_flush_loses_and_doubles_nothing() {
     let producer = paced_producer(setup.prefix.clone(), setup.simulator(21), 80, 500);
     // Each worker kills itself with SIGKILL at the n-th time it reaches a point:
     // - after-raw-file: one raw file of a flush written, the others not, nothing committed;
-    // - after-files: every file of a flush written, the window state not saved, nothing committed;
-    // - after-state: files and window state saved, the offsets not committed.
-    for point in ["after-raw-file:2", "after-files:2", "after-state:2", "after-raw-file:5"] {
+    // - after-raw-commit: a raw table's commit made (files and positions), the other tables'
+    //   and Kafka's not;
+    // - after-files: every file of a flush written and committed to its table, the window
+    //   state not saved, the Kafka offsets not committed;
+    // - after-state: window state saved too, the Kafka offsets not committed.
+    for point in [
+        "after-raw-file:2",
+        "after-raw-commit:2",
+        "after-files:2",
+        "after-state:2",
+        "after-raw-file:5",
+    ] {
         let log = setup.log(&format!("{point}.log"));
         let mut child = spawn_rade_env(&["run", "--config", cfg], &[("RADE_CRASH_AT", point)], &log);
         let status = wait_exit(&mut child, Duration::from_secs(120), &log);

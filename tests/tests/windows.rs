@@ -266,16 +266,25 @@ async fn a_worker_restarted_during_the_flood_neither_loses_nor_repeats_an_alert(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_at_any_step_of_a_flush_leaves_each_window_and_alert_once_in_the_lake() {
-    // RADE_CRASH_AT kills the worker with SIGKILL after a flush's files are written but
-    // before the window state is saved, or after the state is saved but before the commit.
-    // A first worker has saved a state at minute 35 of the flood; the crash comes later.
-    for point in ["after-files", "after-state"] {
+    // RADE_CRASH_AT kills the worker with SIGKILL after a flush's alerts are committed but
+    // not its aggregates, after its files are committed but before the window state is saved,
+    // or after the state is saved but before the Kafka commit. A first worker has saved a
+    // state at minute 35 of the flood; the crash comes later. `first:`: the crash comes in
+    // the very first flush, with no saved state at all.
+    for point in ["after-derived-commit", "after-files", "after-state", "first:after-derived-commit"] {
         let setup = Setup::new(&["water_level"], 1).await;
         let t0 = t0();
         let config = setup.config(SETTINGS);
-        let mut produced = produce(&setup.prefix, readings(t0, 0, 35 * 3)).await;
-        run_until_caught_up(&config, &[], &setup.log(&format!("before-{point}.log")));
-        produced.extend(produce(&setup.prefix, readings(t0, 35 * 3, STEPS)).await);
+        let first_flush = point.starts_with("first:");
+        let point = point.trim_start_matches("first:");
+        let mut produced = Vec::new();
+        if !first_flush {
+            produced.extend(produce(&setup.prefix, readings(t0, 0, 35 * 3)).await);
+            run_until_caught_up(&config, &[], &setup.log(&format!("before-{point}.log")));
+            produced.extend(produce(&setup.prefix, readings(t0, 35 * 3, STEPS)).await);
+        } else {
+            produced.extend(produce(&setup.prefix, readings(t0, 0, STEPS)).await);
+        }
         let args = ["run", "--config", config.to_str().expect("utf-8"), "--until-caught-up"];
         let log = setup.log(&format!("crash-{point}.log"));
         let mut child = spawn_rade_env(&args, &[("RADE_CRASH_AT", point)], &log);
@@ -288,7 +297,7 @@ async fn a_crash_at_any_step_of_a_flush_leaves_each_window_and_alert_once_in_the
         let crashed = text;
         let text = run_until_caught_up(&config, &[], &setup.log(&format!("after-{point}.log")));
         assert!(
-            text.contains("window state restored"),
+            first_flush || text.contains("window state restored"),
             "{point}: {crashed}\n---\n{text}"
         );
 

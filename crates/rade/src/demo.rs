@@ -51,7 +51,7 @@ const PLAYED: Duration = Duration::from_secs(6 * 3600);
 const FLOOD_GAUGE: &str = "wl-0001";
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    rade_telemetry::init_tracing_with(false, "warn");
+    rade_telemetry::init_tracing_with(false, "warn,buoyant_kernel=off,buoyant_kernel_engine=off");
     let catalog = Arc::new(crate::config::catalog(args.schemas.as_deref())?);
     if args.lake.exists() {
         std::fs::remove_dir_all(&args.lake).with_context(|| format!("while emptying {}", args.lake.display()))?;
@@ -222,7 +222,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     print_timeline(&alerts, &crossings, &sent_at, &windowing.config.alerts_topic);
     println!("\n== where it is ==");
     println!(
-        "  lake: {} ({} Parquet files, {:.1} MiB, Hive layout raw/kind=<kind>/date=<day>/hour=<HH>/)",
+        "  lake: {} ({} Parquet files, {:.1} MiB; Delta tables raw/<kind>/, partitioned date=<day>/hour=<HH>/)",
         lake.location(),
         summary.files_written,
         summary.bytes_written as f64 / (1024.0 * 1024.0)
@@ -242,7 +242,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.lake.display()
     );
     println!(
-        "  python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/raw', partitioning='hive').count_rows())\"",
+        "  python3 -c \"from deltalake import DeltaTable; print(DeltaTable('{}/raw/water_level').to_pyarrow_dataset().count_rows())\"",
         args.lake.display()
     );
     println!("  make up && rade run --config deploy/local/rade.toml   # a worker on a real Kafka broker");

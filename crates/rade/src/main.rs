@@ -38,7 +38,7 @@ enum Command {
     Query(query::QueryArgs),
     /// Validate the configuration, schemas and alert rules without starting anything.
     Check(run::CheckArgs),
-    /// Maintain the lake: `rade lake compact` merges small raw files.
+    /// Maintain the lake's Delta tables: compact (OPTIMIZE), vacuum, history.
     #[command(subcommand)]
     Lake(lake::LakeCommand),
 }
