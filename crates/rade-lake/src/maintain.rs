@@ -111,7 +111,7 @@ impl Lake {
                                 .map_err(|e| err(table, e))?;
                             positions.insert(key.clone(), v);
                         }
-                        if !positions[&key].is_some_and(|p| raw.end < p) {
+                        if positions[&key].is_none_or(|p| raw.end >= p) {
                             settled = false;
                         }
                     }
@@ -151,7 +151,7 @@ impl Lake {
                 .map_err(|e| err(table, e))?;
             report.files_removed += metrics.num_files_removed;
             report.files_added += metrics.num_files_added;
-            report.version = next.version().map(|v| v as u64);
+            report.version = next.version();
             t = next;
         }
         Ok(report)

@@ -342,6 +342,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_log_gets_a_checkpoint_every_50_commits_and_vacuum_removes_what_no_commit_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(&LakeLocation::Local(dir.path().to_path_buf()), &LakeOptions::default()).expect("lake");
+        let table = crate::TableId::Raw("noise".into());
+        let app = crate::app_id("g", "t", 1);
+        for i in 0..50 {
+            let (_, f) = lake.write_raw(&file(i * 10, i * 10 + 9), vec![batch(10)]).await.expect("written");
+            lake.commit(&table, &[f], &[], &[(app.clone(), i * 10 + 10)], &Default::default())
+                .await
+                .expect("committed");
+        }
+        // Version 0 created the table, 1 to 50 added the files: a checkpoint after 50 commits
+        // (delta-rs checkpoints version v when v + 1 is a multiple of the interval).
+        let log = dir.path().join("raw/noise/_delta_log");
+        assert!(log.join("00000000000000000049.checkpoint.parquet").exists());
+        assert!(log.join("_last_checkpoint").exists());
+        let held = lake.raw_positions("noise", "g", "t", &[1]).await.expect("read");
+        assert_eq!(held[&1].0, Some(500));
+        assert_eq!(held[&1].1.len(), 50, "the snapshot from the checkpoint names every file");
+        // A file a flush wrote and never committed: invisible, and vacuum deletes it.
+        let (_, orphan) = lake.write_raw(&file(500, 509), vec![batch(10)]).await.expect("written");
+        let orphan_path = dir.path().join("raw/noise").join(&orphan.path);
+        assert!(orphan_path.exists());
+        let report = lake
+            .vacuum_table(&table, std::time::Duration::ZERO, false)
+            .await
+            .expect("vacuumed");
+        assert_eq!(report.files_deleted, 1);
+        assert!(!orphan_path.exists());
+        assert_eq!(lake.raw_positions("noise", "g", "t", &[1]).await.expect("read")[&1].1.len(), 50);
+    }
+
+    #[tokio::test]
     async fn files_are_visible_once_committed_with_their_position() {
         let lake = Lake::new(Arc::new(InMemory::new()), Path::from("root"), LakeLocation::Memory);
         let (_, f1) = lake.write_raw(&file(0, 9), vec![batch(10)]).await.expect("written");
@@ -359,7 +392,7 @@ mod tests {
         assert_eq!(held[&2], (None, vec![]));
         // A writer expecting an older position is fenced, and commits nothing.
         let stale = [(app.clone(), Some(5))].into_iter().collect();
-        let refused = lake.commit(&table, &[f2.clone()], &[], &[(app.clone(), 20)], &stale).await;
+        let refused = lake.commit(&table, std::slice::from_ref(&f2), &[], &[(app.clone(), 20)], &stale).await;
         assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
         let current = [(app.clone(), Some(10))].into_iter().collect();
         lake.commit(&table, &[f2], &[], &[(app.clone(), 20)], &current)

@@ -66,6 +66,9 @@ pub(crate) enum Roll<'a> {
 /// offset, the position the table is expected to hold before this commit).
 pub(crate) type TablePosition = (Arc<str>, String, i32, i64, Option<i64>);
 
+/// A table's part of a flush's commit: the positions it moves, and the ones it expects.
+type TableTxns = (Vec<(String, i64)>, HashMap<String, Option<i64>>);
+
 /// One flush's durability chain, run as a task of the runtime.
 struct Flush {
     raw: Vec<(RawFile, RecordBatch)>,
@@ -158,7 +161,7 @@ impl Flush {
             earlier.await.map_err(|_| Error::EarlierFlushFailed)?;
         }
         // One commit per raw table: its files and the positions of its partitions.
-        let mut positions: BTreeMap<TableId, (Vec<(String, i64)>, HashMap<String, Option<i64>>)> = BTreeMap::new();
+        let mut positions: BTreeMap<TableId, TableTxns> = BTreeMap::new();
         for (topic, kind, partition, next, expected) in &self.positions {
             let app = app_id(&self.group, topic, *partition);
             let entry = positions.entry(TableId::Raw(kind.clone())).or_default();
