@@ -217,7 +217,7 @@ pub fn spawn_rade(args: &[&str], log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     Command::new(rade_bin())
         .args(args)
-        .env("RUST_LOG", "info,rdkafka=warn")
+        .env("RUST_LOG", RUST_LOG)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -262,6 +262,10 @@ pub struct LakeRow {
     pub kind: String,
     pub values: BTreeMap<String, J>,
 }
+
+/// The log filter of the rade processes the tests start: rade's default (info; librdkafka and
+/// delta-rs at warn, the Delta kernel's snapshot chatter off).
+pub const RUST_LOG: &str = "info,rdkafka=warn,deltalake_core=warn,buoyant_kernel=off,buoyant_kernel_engine=off";
 
 /// Every Parquet file under `dir`, recursively.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
@@ -819,7 +823,7 @@ pub fn spawn_rade_env(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child 
     let file = std::fs::File::create(log).expect("log file");
     let mut c = Command::new(rade_bin());
     c.args(args)
-        .env("RUST_LOG", "info,rdkafka=warn")
+        .env("RUST_LOG", RUST_LOG)
         .stdout(Stdio::null())
         .stderr(file);
     for (k, v) in env {
@@ -917,7 +921,7 @@ pub fn rade_lake_compact(config: &Path, args: &[&str], env: &[(&str, &str)]) -> 
         .args(["lake", "compact", "--config", config.to_str().expect("a UTF-8 path")])
         .args(args)
         .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", RUST_LOG)
         .output()
         .expect("rade lake compact runs")
 }

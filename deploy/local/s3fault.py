@@ -11,6 +11,7 @@ names cannot start with an underscore):
        {"mode": "pass" | "flaky" | "outage",
         "every": 3,                  flaky: every Nth matching request gets a fault
         "methods": ["PUT"],          requests that can get a fault (default PUT; [] = all)
+        "paths": ["_delta_log/"],    ... and whose path holds one of these (default [] = any)
         "faults": ["503", "500"]}    cycled through; one of
             503           answer 503 SlowDown without forwarding
             500           answer 500 InternalError without forwarding
@@ -61,6 +62,7 @@ class State:
         self.mode = "pass"
         self.every = 3
         self.methods = ["PUT"]
+        self.paths = []
         self.faults = ["503"]
         self.matching = 0
         self.forwarded = 0
@@ -72,6 +74,7 @@ class State:
         mode = spec.get("mode", self.mode)
         every = spec.get("every", self.every)
         methods = spec.get("methods", self.methods)
+        paths = spec.get("paths", self.paths)
         faults = spec.get("faults", self.faults)
         if mode not in MODES:
             return f"mode must be one of {sorted(MODES)}"
@@ -79,22 +82,27 @@ class State:
             return "every must be an integer of at least 1"
         if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
             return "methods must be a list of HTTP methods"
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            return "paths must be a list of strings"
         if not isinstance(faults, list) or not faults or not all(f in FAULTS for f in faults):
             return f"faults must be a non-empty list of {sorted(FAULTS)}"
         with self.lock:
             self.mode, self.every = mode, every
             self.methods = [m.upper() for m in methods]
+            self.paths = list(paths)
             self.faults = list(faults)
             self.matching = 0
             self.next_fault = 0
         return None
 
-    def decide(self, method):
+    def decide(self, method, path):
         """The fault for this request, or None to forward it as it is."""
         with self.lock:
             if self.mode == "outage":
                 return self.faults[0]
             if self.mode != "flaky" or (self.methods and method not in self.methods):
+                return None
+            if self.paths and not any(p in path for p in self.paths):
                 return None
             self.matching += 1
             if self.matching % self.every:
@@ -116,6 +124,7 @@ class State:
                 "mode": self.mode,
                 "every": self.every,
                 "methods": self.methods,
+                "paths": self.paths,
                 "faults": self.faults,
                 "forwarded": self.forwarded,
                 "injected": dict(self.injected),
@@ -164,7 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.read_body()
         if urllib.parse.urlsplit(self.path).path.rstrip("/") == "/_fault":
             return self.control(body)
-        fault = self.state.decide(self.command)
+        fault = self.state.decide(self.command, self.path)
         if fault in ("close", "reset"):
             self.state.count(fault)
             log(fault=fault, method=self.command, path=self.path)

@@ -328,9 +328,8 @@ async fn transient_s3_errors_are_retried_and_the_lake_holds_each_record_once() {
     let bucket = create_bucket().await;
     let lake = format!("s3://{bucket}/lake");
     let proxy = FaultProxy::start(&setup.log("s3fault.log"));
-    // Every second PUT fails: refused outright, stored and then answered with a 503 (the
-    // retry of a create-only write then finds the file there), or its connection closed or
-    // reset once the request was sent.
+    // Every second PUT fails: refused outright, stored and then answered with a 503, or its
+    // connection closed or reset once the request was sent.
     proxy
         .set(json!({"mode": "flaky", "every": 2, "methods": ["PUT"], "faults": FLAKY}))
         .await;
@@ -349,12 +348,38 @@ async fn transient_s3_errors_are_retried_and_the_lake_holds_each_record_once() {
             proxy.log()
         );
     }
-    // object_store retried the 5xx and the closed connections, the lake the create-only
-    // PUTs whose connection was reset.
-    for retried in ["Encountered server error", "create-only PUT interrupted, backing off"] {
-        assert!(text.contains(retried), "no `{retried}` in the worker's log: {text}");
-    }
+    // object_store retried the 5xx and the closed connections.
+    assert!(
+        text.contains("Encountered server error"),
+        "no retried server error in the worker's log: {text}"
+    );
     assert_exactly_once(&lake, &setup.kinds, &produced, "after the flaky run");
+
+    // The tables' commits themselves (create-only PUTs of `_delta_log/` entries): every second
+    // one is stored and then answered with a 503 (object_store's retry finds it there), or
+    // its connection is reset once sent (the lake's retry finds it there). Each retry must
+    // recognise its own commit, not take it for another writer's and stop as fenced.
+    let before = proxy.stats().await["injected"].clone();
+    proxy
+        .set(json!({"mode": "flaky", "every": 2, "methods": ["PUT"], "paths": ["_delta_log/"], "faults": ["503-after", "reset"]}))
+        .await;
+    let mut produced = produced;
+    produced.extend(produce(&setup.prefix, readings(&setup, 62, 300)).await);
+    let text = run_until_caught_up(&setup.config(WIDE_LATENESS), &borrowed(&env), &setup.log("commits.log"));
+    let stats = proxy.stats().await;
+    for fault in ["503-after", "reset"] {
+        assert!(
+            stats["injected"][fault].as_u64().unwrap_or(0) > before[fault].as_u64().unwrap_or(0),
+            "no `{fault}` on a commit: {stats}\n{}",
+            proxy.log()
+        );
+    }
+    assert!(
+        text.contains("create-only PUT interrupted, backing off"),
+        "no retried commit in the worker's log: {text}"
+    );
+    assert!(!text.contains("fenced"), "{text}");
+    assert_exactly_once(&lake, &setup.kinds, &produced, "after the flaky commits");
     assert!(
         committed_to_end(&setup.group, &setup.raw_topics),
         "offsets not committed to the end: {:?}",

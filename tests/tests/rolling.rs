@@ -147,6 +147,27 @@ async fn files_roll_on_the_watermark_on_size_and_on_age() {
     for other in [h0 + HOUR, h2, h4].iter().flat_map(|h| files_of_hour(&lake, *h)) {
         assert!(!plan.contains(&name(&other)), "{} read:\n{plan}", name(&other));
     }
+
+    // A filter on a data column prunes by the files' statistics in the table's log: the
+    // readings of hour 4 only, without a word about the Hive columns.
+    let t4 = chrono::DateTime::from_timestamp_millis(h4).expect("a time");
+    let out = std::process::Command::new(rade_bin())
+        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
+        .arg(schemas_dir())
+        .arg("--explain")
+        .arg(format!(
+            "SELECT avg(LAeq) FROM raw_noise WHERE observed_at >= TIMESTAMP '{}'",
+            t4.format("%Y-%m-%dT%H:%M:%SZ")
+        ))
+        .output()
+        .expect("rade query runs");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hour4 = name(&files_of_hour(&lake, h4)[0]);
+    assert!(plan.contains(&hour4), "{hour4} not in the plan:\n{plan}");
+    for other in [h0, h0 + HOUR, h2].iter().flat_map(|h| files_of_hour(&lake, *h)) {
+        assert!(!plan.contains(&name(&other)), "{} read:\n{plan}", name(&other));
+    }
 }
 
 /// The sum of a counter over its labels in a worker's `/metrics`.
