@@ -720,6 +720,16 @@ pub fn assert_committed_to_end(group: &str, topics: &[String]) {
     }
 }
 
+/// Waits until `group` has committed every non-empty partition of `topics` to its end.
+pub fn wait_committed_to_end(group: &str, topics: &[String], timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        topics
+            .iter()
+            .flat_map(|t| committed_and_ends(group, t))
+            .all(|(_, committed, end)| committed == Some(end) || end == 0)
+    })
+}
+
 /// Unique raw topics, DLQ, group and lake of one test.
 pub struct Setup {
     pub prefix: String,

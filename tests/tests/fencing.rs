@@ -11,6 +11,17 @@ use rade_integration_tests::*;
 /// A short session: the paused worker is evicted quickly.
 const SHORT_SESSION: &str = "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n";
 
+/// Records the worker at `addr` has read (its `/metrics`).
+async fn consumed(addr: &str) -> i64 {
+    let Some((200, body)) = http_get(&format!("http://{addr}/metrics")).await else {
+        return -1;
+    };
+    body.lines()
+        .filter(|l| l.starts_with("rade_records_consumed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as i64
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_worker_resumed_after_losing_its_partitions_commits_nothing() {
     let setup = Setup::new(&["noise"], 2).await;
@@ -27,11 +38,22 @@ async fn a_paused_worker_resumed_after_losing_its_partitions_commits_nothing() {
             .collect()
     };
     assert!(
-        wait_until(Duration::from_secs(90), || ours(&delta_txns(&table)).len() == 2),
+        wait_until(Duration::from_secs(90), || ours(&delta_txns(&table)).len() == 2
+            && log_value(&first_log, "addr").is_some()),
         "the first worker never committed both partitions: {}",
         std::fs::read_to_string(&first_log).unwrap_or_default()
     );
-    // Frozen while it has records in hand: no heartbeat, no poll.
+    // Frozen while it has records in hand (read, not yet in the table): no heartbeat, no
+    // poll. Offsets start at 0, so the table's positions add up to the records committed.
+    let addr = log_value(&first_log, "addr").expect("metrics address");
+    assert!(
+        wait_until_async(Duration::from_secs(60), || async {
+            let committed: i64 = ours(&delta_txns(&table)).iter().sum();
+            consumed(&addr).await >= committed + 50
+        })
+        .await,
+        "the first worker never held 50 records beyond its commits"
+    );
     signal(&first, 19); // SIGSTOP
     let frozen_at = ours(&delta_txns(&table));
     let mut second = spawn_rade(&["run", "--config", &c], &second_log);
@@ -53,11 +75,7 @@ async fn a_paused_worker_resumed_after_losing_its_partitions_commits_nothing() {
 
     let produced = producer.await.expect("producer");
     assert!(
-        wait_until(Duration::from_secs(120), || setup
-            .raw_topics
-            .iter()
-            .flat_map(|t| committed_and_ends(&setup.group, t))
-            .all(|(_, committed, end)| committed == Some(end) || end == 0)),
+        wait_committed_to_end(&setup.group, &setup.raw_topics, Duration::from_secs(120)),
         "the second worker never committed to the end"
     );
     signal(&second, 15);

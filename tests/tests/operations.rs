@@ -262,11 +262,7 @@ async fn workers_joining_and_leaving_under_load_lose_and_double_nothing() {
     let produced = producer.await.expect("producer");
     let total = produced.len() as i64;
     assert!(
-        wait_until(Duration::from_secs(120), || setup
-            .raw_topics
-            .iter()
-            .flat_map(|t| committed_and_ends(&setup.group, t))
-            .all(|(_, committed, end)| committed == Some(end) || end == 0)),
+        wait_committed_to_end(&setup.group, &setup.raw_topics, Duration::from_secs(120)),
         "the group never committed to the end"
     );
     for (child, log) in [(&mut two, &two_log), (&mut three, &three_log)] {

@@ -128,19 +128,14 @@ async fn files_roll_on_the_watermark_on_size_and_on_age() {
     // `rade query --explain` names the files a query reads: a filter on the Hive columns
     // reads hour 0's file and no other.
     let t = chrono::DateTime::from_timestamp_millis(h0).expect("a time");
-    let out = std::process::Command::new(rade_bin())
-        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
-        .arg(schemas_dir())
-        .arg("--explain")
-        .arg(format!(
+    let plan = explain(
+        &lake,
+        &format!(
             "SELECT avg(LAeq) FROM raw_noise WHERE date = '{}' AND hour = '{}'",
             t.format("%Y-%m-%d"),
             t.format("%H")
-        ))
-        .output()
-        .expect("rade query runs");
-    let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ),
+    );
     let name = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     let hour0 = name(&files_of_hour(&lake, h0)[0]);
     assert!(plan.contains(&hour0), "{hour0} not in the plan:\n{plan}");
@@ -151,23 +146,31 @@ async fn files_roll_on_the_watermark_on_size_and_on_age() {
     // A filter on a data column prunes by the files' statistics in the table's log: the
     // readings of hour 4 only, without a word about the Hive columns.
     let t4 = chrono::DateTime::from_timestamp_millis(h4).expect("a time");
-    let out = std::process::Command::new(rade_bin())
-        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
-        .arg(schemas_dir())
-        .arg("--explain")
-        .arg(format!(
+    let plan = explain(
+        &lake,
+        &format!(
             "SELECT avg(LAeq) FROM raw_noise WHERE observed_at >= TIMESTAMP '{}'",
             t4.format("%Y-%m-%dT%H:%M:%SZ")
-        ))
-        .output()
-        .expect("rade query runs");
-    let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ),
+    );
     let hour4 = name(&files_of_hour(&lake, h4)[0]);
     assert!(plan.contains(&hour4), "{hour4} not in the plan:\n{plan}");
     for other in [h0, h0 + HOUR, h2].iter().flat_map(|h| files_of_hour(&lake, *h)) {
         assert!(!plan.contains(&name(&other)), "{} read:\n{plan}", name(&other));
     }
+}
+
+/// The physical plan of `sql` over `lake` (`rade query --explain`), with the files it reads.
+fn explain(lake: &Path, sql: &str) -> String {
+    let out = std::process::Command::new(rade_bin())
+        .args(["query", "--lake", lake.to_str().expect("utf-8"), "--schemas"])
+        .arg(schemas_dir())
+        .arg("--explain")
+        .arg(sql)
+        .output()
+        .expect("rade query runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The sum of a counter over its labels in a worker's `/metrics`.
