@@ -330,11 +330,11 @@ pub fn wkb_point(wkb: &[u8]) -> Option<(f64, f64)> {
     Some((x, y))
 }
 
-/// The data files a Delta table names at its newest version, read from its log by hand (the
-/// `add` and `remove` actions of every `_delta_log/<version>.json`, in order), so that the
-/// lake is checked against the Delta protocol itself rather than through delta-rs. Empty when
-/// the directory is not a table.
-pub fn delta_files(table: &Path) -> Vec<PathBuf> {
+/// Every action of a Delta table's log, commit by commit in version order (each
+/// `_delta_log/<version>.json`, one JSON action per line), read by hand so that the lake is
+/// checked against the Delta protocol itself rather than through delta-rs. Empty when the
+/// directory is not a table.
+fn delta_actions(table: &Path) -> Vec<J> {
     let mut commits: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -345,61 +345,61 @@ pub fn delta_files(table: &Path) -> Vec<PathBuf> {
                 .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
     });
     commits.sort();
+    commits
+        .iter()
+        .flat_map(|commit| {
+            let text = std::fs::read_to_string(commit).expect("a commit of the log");
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str::<J>(l).expect("a JSON action per line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A path of the log (a URI, RFC 2396), percent-decoded.
+fn uri_path(p: &str) -> String {
+    let (b, mut out, mut i) = (p.as_bytes(), Vec::new(), 0);
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8 path")
+}
+
+/// The data files a Delta table names at its newest version: its log's `add` and `remove`
+/// actions, applied in order.
+pub fn delta_files(table: &Path) -> Vec<PathBuf> {
     let mut live = std::collections::BTreeSet::new();
-    for commit in commits {
-        let text = std::fs::read_to_string(&commit).expect("a commit of the log");
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let action: J = serde_json::from_str(line).expect("a JSON action per line");
-            let path = |a: &J| {
-                let p = a["path"].as_str().expect("a path").to_owned();
-                // Paths are URIs (RFC 2396): percent-decode them.
-                let mut out = Vec::new();
-                let b = p.as_bytes();
-                let mut i = 0;
-                while i < b.len() {
-                    if b[i] == b'%' && i + 2 < b.len() {
-                        let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
-                        out.push(u8::from_str_radix(hex, 16).expect("hex"));
-                        i += 3;
-                    } else {
-                        out.push(b[i]);
-                        i += 1;
-                    }
-                }
-                String::from_utf8(out).expect("utf-8 path")
-            };
-            if let Some(add) = action.get("add") {
-                live.insert(path(add));
-            } else if let Some(remove) = action.get("remove") {
-                live.remove(&path(remove));
-            }
+    for action in delta_actions(table) {
+        if let Some(add) = action.get("add") {
+            live.insert(uri_path(add["path"].as_str().expect("a path")));
+        } else if let Some(remove) = action.get("remove") {
+            live.remove(&uri_path(remove["path"].as_str().expect("a path")));
         }
     }
     live.into_iter().map(|p| table.join(p)).collect()
 }
 
 /// The positions a Delta table holds: the newest `txn` version of each app id in its log
-/// (`rade:<group>:<topic>:<partition>` for a raw table), read by hand like [`delta_files`].
+/// (`rade:<group>:<topic>:<partition>` for a raw table).
 pub fn delta_txns(table: &Path) -> BTreeMap<String, i64> {
-    let mut commits: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    commits.retain(|p| p.extension().is_some_and(|x| x == "json"));
-    commits.sort();
-    let mut txns = BTreeMap::new();
-    for commit in commits {
-        let text = std::fs::read_to_string(&commit).unwrap_or_default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(action) = serde_json::from_str::<J>(line) else { continue };
-            if let Some(txn) = action.get("txn") {
-                txns.insert(
-                    txn["appId"].as_str().expect("an app id").to_owned(),
-                    txn["version"].as_i64().expect("a version"),
-                );
-            }
-        }
-    }
-    txns
+    delta_actions(table)
+        .iter()
+        .filter_map(|a| a.get("txn"))
+        .map(|txn| {
+            (
+                txn["appId"].as_str().expect("an app id").to_owned(),
+                txn["version"].as_i64().expect("a version"),
+            )
+        })
+        .collect()
 }
 
 /// The raw tables of a lake: (kind, table directory).

@@ -306,7 +306,7 @@ impl Lake {
         txns: &[(String, i64)],
         fence: &HashMap<String, Option<i64>>,
     ) -> Result<Option<u64>> {
-        let mut t = if files.is_empty() {
+        let t = if files.is_empty() {
             match self.open_table(table).await? {
                 Some(t) => t,
                 None => return Ok(None),
@@ -326,10 +326,7 @@ impl Lake {
         // member has committed this partition since.
         let state = t.snapshot().map_err(|e| delta_err(table, e))?.clone();
         for (app, expected) in fence {
-            let now = state
-                .transaction_version(t.log_store().as_ref(), app)
-                .await
-                .map_err(|e| delta_err(table, e))?;
+            let now = position(&t, table, app).await?;
             if now != *expected && now.is_some_and(|v| expected.is_none_or(|e| v > e)) {
                 return Err(Error::Fenced {
                     table: table.name(),
@@ -378,10 +375,7 @@ impl Lake {
             .build(Some(&state), t.log_store(), operation)
             .await;
         match done {
-            Ok(c) => {
-                t.update_incremental(None).await.ok();
-                Ok(Some(c.version()))
-            }
+            Ok(c) => Ok(Some(c.version())),
             Err(e) if e.to_string().contains("oncurrent transaction") => Err(Error::Fenced {
                 table: table.name(),
                 app_id: txns.iter().map(|t| t.0.as_str()).collect::<Vec<_>>().join(", "),
@@ -396,18 +390,30 @@ impl Lake {
         let Some(t) = self.open_table(table).await? else {
             return Ok((vec![None; apps.len()], Vec::new()));
         };
-        let state = t.snapshot().map_err(|e| delta_err(table, e))?;
         let mut versions = Vec::with_capacity(apps.len());
         for app in apps {
-            versions.push(
-                state
-                    .transaction_version(t.log_store().as_ref(), app)
-                    .await
-                    .map_err(|e| delta_err(table, e))?,
-            );
+            versions.push(position(&t, table, app).await?);
         }
         Ok((versions, live_files(&t).await.map_err(|e| delta_err(table, e))?))
     }
+
+    /// The version the table holds for `app` (`None`: never committed, or no table), without
+    /// listing its files.
+    pub async fn table_position(&self, table: &TableId, app: &str) -> Result<Option<i64>> {
+        match self.open_table(table).await? {
+            Some(t) => position(&t, table, app).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// The `txn` version a loaded table holds for `app`.
+pub(crate) async fn position(t: &DeltaTable, table: &TableId, app: &str) -> Result<Option<i64>> {
+    t.snapshot()
+        .map_err(|e| delta_err(table, e))?
+        .transaction_version(t.log_store().as_ref(), app)
+        .await
+        .map_err(|e| delta_err(table, e))
 }
 
 impl Lake {

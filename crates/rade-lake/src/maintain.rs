@@ -11,7 +11,7 @@ use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::{FilterOp, FilterValue};
 
-use crate::delta::{LiveFile, TableId, app_id, live_files};
+use crate::delta::{LiveFile, TableId, app_id, live_files, position};
 use crate::layout::{DerivedFile, RawFile};
 use crate::store::Lake;
 use crate::{Error, Result};
@@ -87,7 +87,6 @@ impl Lake {
         for f in files {
             partitions.entry(f.partition_values.clone()).or_default().push(f);
         }
-        let state = t.snapshot().map_err(|e| err(table, e))?.clone();
         let mut positions: HashMap<(String, i32), Option<i64>> = HashMap::new();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let settle_ms = options.settle.as_millis() as i64;
@@ -105,11 +104,8 @@ impl Lake {
                         };
                         let key = (raw.topic.clone(), raw.partition);
                         if !positions.contains_key(&key) {
-                            let v = state
-                                .transaction_version(t.log_store().as_ref(), app_id(&options.group, &raw.topic, raw.partition))
-                                .await
-                                .map_err(|e| err(table, e))?;
-                            positions.insert(key.clone(), v);
+                            let app = app_id(&options.group, &raw.topic, raw.partition);
+                            positions.insert(key.clone(), position(&t, table, &app).await?);
                         }
                         if positions[&key].is_none_or(|p| raw.end >= p) {
                             settled = false;

@@ -232,10 +232,7 @@ impl Pipeline {
             let app = crate::flush::windows_app_id(&self.group, topic, partition);
             let mut committed = false;
             for table in [rade_lake::TableId::Alerts, rade_lake::TableId::Aggregates] {
-                let (v, _) = self
-                    .runtime
-                    .block_on(self.lake.table_positions(&table, std::slice::from_ref(&app)))?;
-                committed |= v.first().is_some_and(Option::is_some);
+                committed |= self.runtime.block_on(self.lake.table_position(&table, &app))?.is_some();
             }
             committed
         };
